@@ -1,0 +1,189 @@
+//! `history.jsonl`: one operation per line, written as the run goes
+//! (docs/formats.md "history.jsonl"). An `invoke` is followed, some time
+//! later, by exactly one completion of the same id from the same client:
+//! `ok` (acknowledged, with the stream sequence and the answering node),
+//! `fail` (definitely not written) or `info` (unknown, e.g. a timeout). A
+//! client may have several publishes in flight (pipelining); an invoke with no
+//! completion at the end of the file (the controller died) is indeterminate,
+//! exactly like `info`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+/// The kind of a history line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpType {
+    Invoke,
+    Ok,
+    Fail,
+    Info,
+}
+
+/// One line of `history.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Op {
+    /// Nanoseconds since the run started; never decreases down the file.
+    pub t_ns: u64,
+    pub client: u32,
+    #[serde(rename = "type")]
+    pub kind: OpType,
+    /// `"<client>-<counter>"`, the counter strictly increasing per client.
+    pub id: String,
+    /// On `ok`: the stream sequence the system acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// On `ok`: the node that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// On `fail` and `info`: what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Op {
+    pub fn invoke(t_ns: u64, id: OpId) -> Self {
+        Op { t_ns, client: id.client, kind: OpType::Invoke, id: id.to_string(), seq: None, node: None, error: None }
+    }
+    pub fn ok(t_ns: u64, id: OpId, seq: u64, node: impl Into<String>) -> Self {
+        Op { seq: Some(seq), node: Some(node.into()), kind: OpType::Ok, ..Op::invoke(t_ns, id) }
+    }
+    pub fn fail(t_ns: u64, id: OpId, error: impl Into<String>) -> Self {
+        Op { error: Some(error.into()), kind: OpType::Fail, ..Op::invoke(t_ns, id) }
+    }
+    pub fn info(t_ns: u64, id: OpId, error: impl Into<String>) -> Self {
+        Op { error: Some(error.into()), kind: OpType::Info, ..Op::invoke(t_ns, id) }
+    }
+}
+
+/// A write's identity: the client that made it and that client's counter.
+/// Ordered by client then counter, so per-writer classes (prefix, middle,
+/// postfix) fall out of a sorted walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId {
+    pub client: u32,
+    pub counter: u64,
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.client, self.counter)
+    }
+}
+
+impl FromStr for OpId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("id {s:?} is not \"<client>-<counter>\" (two unsigned integers)");
+        let (c, n) = s.split_once('-').ok_or_else(bad)?;
+        let client = c.parse().map_err(|_| bad())?;
+        let counter = n.parse().map_err(|_| bad())?;
+        Ok(OpId { client, counter })
+    }
+}
+
+/// Checks the rules of `history.jsonl` one line at a time, so a history of
+/// millions of ops is validated while it streams. Feed every op in file order
+/// to [`HistoryValidator::check`]; each `Err` is the "what is wrong" part of a
+/// line error.
+#[derive(Debug, Default)]
+pub struct HistoryValidator {
+    last_t_ns: u64,
+    /// Per client: highest counter invoked so far.
+    last_counter: BTreeMap<u32, u64>,
+    /// Invoked and not yet completed.
+    open: BTreeSet<OpId>,
+}
+
+impl HistoryValidator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Validates one op and returns its parsed id.
+    pub fn check(&mut self, op: &Op) -> Result<OpId, String> {
+        if op.t_ns < self.last_t_ns {
+            return Err(format!("out of order: t_ns {} is before the previous line's {}", op.t_ns, self.last_t_ns));
+        }
+        self.last_t_ns = op.t_ns;
+        let id: OpId = op.id.parse()?;
+        if id.client != op.client {
+            return Err(format!(
+                "id {:?} belongs to client {} but the line says client {}",
+                op.id, id.client, op.client
+            ));
+        }
+        match op.kind {
+            OpType::Invoke => {
+                if op.seq.is_some() || op.node.is_some() || op.error.is_some() {
+                    return Err("an invoke carries no seq, node or error".into());
+                }
+                if let Some(&last) = self.last_counter.get(&op.client)
+                    && id.counter <= last
+                {
+                    return Err(format!(
+                        "counter {} of client {} is not above its previous invoke's {} (counters strictly increase per client)",
+                        id.counter, op.client, last
+                    ));
+                }
+                self.last_counter.insert(op.client, id.counter);
+                self.open.insert(id);
+            }
+            OpType::Ok | OpType::Fail | OpType::Info => {
+                if !self.open.remove(&id) {
+                    return Err(format!("{:?} completes id {} which has no open invoke", op.kind, op.id));
+                }
+                match op.kind {
+                    OpType::Ok => {
+                        if op.seq.is_none() || op.node.is_none() {
+                            return Err("an ok needs both seq and node".into());
+                        }
+                        if op.error.is_some() {
+                            return Err("an ok carries no error".into());
+                        }
+                    }
+                    _ => {
+                        if op.error.is_none() {
+                            return Err(format!("a {:?} needs an error", op.kind).to_lowercase());
+                        }
+                        if op.seq.is_some() {
+                            return Err("only an ok carries a seq".into());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    /// Invokes that never completed (indeterminate), in id order.
+    pub fn open(&self) -> impl Iterator<Item = &OpId> {
+        self.open.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_pipelined_completions_and_rejects_bad_lines() {
+        let mut v = HistoryValidator::new();
+        let a = OpId { client: 0, counter: 0 };
+        let b = OpId { client: 0, counter: 1 };
+        v.check(&Op::invoke(1, a)).unwrap();
+        v.check(&Op::invoke(2, b)).unwrap();
+        v.check(&Op::ok(3, b, 1, "n1")).unwrap();
+        v.check(&Op::info(4, a, "timeout")).unwrap();
+        assert!(v.check(&Op::ok(5, a, 2, "n1")).unwrap_err().contains("no open invoke"));
+        assert!(v.check(&Op::invoke(6, b)).unwrap_err().contains("strictly increase"));
+        assert!(v.check(&Op::invoke(1, OpId { client: 1, counter: 0 })).unwrap_err().contains("out of order"));
+        let line = r#"{"t_ns":1,"client":0,"type":"invoke","id":"0-0"}"#;
+        let op: Op = serde_json::from_str(line).unwrap();
+        assert_eq!(op, Op::invoke(1, a));
+        assert_eq!(serde_json::to_string(&op).unwrap(), line);
+    }
+}

@@ -1,0 +1,186 @@
+//! `report.json`: the checkers' result (docs/formats.md "report.json").
+//! The keys DESIGN.md promises (`verdict`, `mode`, `acked`, `lost`,
+//! `divergent`, `loss_windows`, `nodes`) are always present; the rest detail
+//! each anomaly class with counts and first samples.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Per-stream write consistency (NATS ADR "JetStream Consistency Models").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Ack after the write is committed (and, with sync "always", on disk).
+    #[default]
+    Strong,
+    /// Ack before the write is flushed (R1 only).
+    Async,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strong" => Ok(Mode::Strong),
+            "async" => Ok(Mode::Async),
+            other => Err(format!("unknown mode {other:?}: use \"strong\" or \"async\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Strong => "strong",
+            Mode::Async => "async",
+        })
+    }
+}
+
+/// The checker's answer. `Unknown` never counts as a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Unknown,
+}
+
+impl Verdict {
+    /// The process exit code for this verdict (see [`crate::exit`]).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => crate::exit::PASS,
+            Verdict::Fail => crate::exit::FAIL,
+            Verdict::Unknown => crate::exit::UNKNOWN,
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Unknown => "unknown",
+        })
+    }
+}
+
+/// A reference to a fault event on the timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub t_ns: u64,
+    pub kind: crate::event::EventKind,
+    pub nodes: Vec<String>,
+}
+
+/// A maximal run of lost acknowledged writes, by ack time, with no kept
+/// acknowledged write between them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossWindow {
+    /// Ack time of the first lost write.
+    pub start_ns: u64,
+    /// Ack time of the last lost write.
+    pub end_ns: u64,
+    pub count: u64,
+    /// The fault event that precedes or overlaps the window, if any.
+    pub event: Option<EventRef>,
+}
+
+/// Per-node findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Acknowledged ids absent on this node.
+    pub lost: u64,
+    /// Ids held by this node that were never attempted.
+    pub unexpected: u64,
+    /// True when the node could not be read back.
+    pub unreadable: bool,
+    /// Why the node could not be read (None when readable).
+    pub unreadable_reason: Option<String>,
+    /// Messages the node holds.
+    pub held: u64,
+}
+
+/// Acknowledged losses classed per writer as Jepsen's queue checker does:
+/// before the writer's first kept write (prefix), between kept writes
+/// (middle), after its last kept write (postfix).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostClasses {
+    pub prefix: u64,
+    pub middle: u64,
+    pub postfix: u64,
+}
+
+/// Where two replicas first disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Divergence {
+    pub a: String,
+    pub b: String,
+    /// First sequence both hold with different ids (None when they only
+    /// differ by an acknowledged id one lacks).
+    pub first_seq: Option<u64>,
+    pub a_id: Option<String>,
+    pub b_id: Option<String>,
+    /// Number of sequences both hold with different ids.
+    pub conflicting: u64,
+    /// Acknowledged ids held by `a` and not by `b`, and the reverse.
+    pub only_a: u64,
+    pub only_b: u64,
+    /// A few ids involved, for a human to look up.
+    pub sample_ids: Vec<String>,
+}
+
+/// Ack latency summary, filled by `jetsam run` (absent for `jetsam check` of a
+/// foreign history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// A count with the first few examples.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sampled {
+    pub count: u64,
+    pub sample: Vec<String>,
+}
+
+/// How many examples a [`Sampled`] keeps.
+pub const SAMPLE_MAX: usize = 10;
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format_version: u32,
+    pub verdict: Verdict,
+    /// Why the verdict is not `pass` (or what it rests on), one line each.
+    pub reasons: Vec<String>,
+    pub mode: Mode,
+    /// The async loss-window bound in force, in nanoseconds.
+    pub window_bound_ns: Option<u64>,
+    pub attempted: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub indeterminate: u64,
+    /// Acknowledged but held by no readable node.
+    pub lost: u64,
+    /// Acknowledged but absent from `recovered/cluster.jsonl` (when present).
+    pub lost_cluster_view: Option<u64>,
+    pub lost_classes: LostClasses,
+    pub lost_sample: Vec<String>,
+    pub unexpected: Sampled,
+    pub resurrected: Sampled,
+    pub duplicated: Sampled,
+    pub seq_mismatch: Sampled,
+    /// Indeterminate writes found on some node.
+    pub recovered_indeterminate: u64,
+    pub divergent: bool,
+    pub divergence: Vec<Divergence>,
+    pub loss_windows: Vec<LossWindow>,
+    pub nodes: BTreeMap<String, NodeReport>,
+    pub latency: Option<Latency>,
+}

@@ -1,0 +1,184 @@
+//! Scenario files (`scenarios/*.toml`, specified in docs/scenarios.md) and
+//! their resolved form (`scenario.resolved.toml` in a run folder: the same
+//! schema with the seed and every default filled in, enough to replay the
+//! run). Parsing rejects unknown keys and bad values; rules that depend on
+//! the target (e.g. `async` with replicas > 1) are checked by
+//! [`Scenario::validate`].
+
+use crate::duration::serde_human;
+use crate::report::Mode;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Format version of the resolved file; absent in hand-written scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub target: Target,
+    /// Number of nodes in the cluster.
+    pub nodes: u32,
+    /// How long the load and fault phase lasts.
+    #[serde(with = "serde_human")]
+    pub duration: Duration,
+    /// Seed of the whole run; the CLI may override; resolved files always have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    pub stream: Stream,
+    #[serde(default)]
+    pub workload: Workload,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub check: Check,
+}
+
+/// The system under test and its options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// `node` (the reference node, default) or `nats`.
+    #[serde(default = "default_target_kind")]
+    pub kind: String,
+    /// Reference node only: a deliberate bug to switch on (see docs/node.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bug: Option<String>,
+    /// NATS only: the nats-server version to run (e.g. "2.12.1").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+fn default_target_kind() -> String {
+    "node".to_string()
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target { kind: default_target_kind(), bug: None, version: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    pub replicas: u32,
+    /// Unset means `strong` (as the ADR says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Mode>,
+    /// `"always"` or an interval such as `"2m"`; unset = the target's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+}
+
+impl Stream {
+    pub fn mode(&self) -> Mode {
+        self.consistency.unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub clients: u32,
+    /// Publishes per second over all clients; unset = as fast as acks come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
+    pub payload_bytes: u32,
+    /// A publish with no answer by then is recorded as `info`.
+    #[serde(with = "serde_human")]
+    pub timeout: Duration,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload { clients: 4, rate: None, payload_bytes: 128, timeout: Duration::from_secs(2) }
+    }
+}
+
+/// One fault line of the scenario. Kind-specific options are optional fields;
+/// [`Scenario::validate`] says which belong to which kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// `kill`, `pause`, `power-loss`, `partition`, `bitflip`, `truncate`, `io-error`.
+    pub kind: String,
+    /// `one`, `minority`, `majority`, `all`, `leader`, or a list of node names.
+    #[serde(default = "default_targets")]
+    pub targets: Targets,
+    /// Inject every this long (first after one interval) ...
+    #[serde(default, with = "serde_human::option", skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
+    /// ... or at these fixed times since the load started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at: Vec<String>,
+    /// How long the fault lasts before its heal.
+    #[serde(default, with = "serde_human::option", skip_serializing_if = "Option::is_none")]
+    pub heal_after: Option<Duration>,
+    /// Other kind-specific options (partition shape, file glob, bits per file,
+    /// power-loss discard model, ...), validated per kind.
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+fn default_targets() -> Targets {
+    Targets::Named("one".to_string())
+}
+
+/// Which nodes a fault hits: a selector word or explicit node names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Targets {
+    Named(String),
+    Nodes(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Longest acceptable loss window in `async` mode; unset = the sync
+    /// interval plus slack.
+    #[serde(default, with = "serde_human::option", skip_serializing_if = "Option::is_none")]
+    pub window_bound: Option<Duration>,
+    /// `pass` or `fail`: what this scenario exists to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Pass,
+    Fail,
+}
+
+/// A scenario file that cannot be used. User error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("failed to parse scenario {file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("invalid scenario {file}{}: {message}; fix: {fix}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid { file: String, line: Option<usize>, message: String, fix: String },
+}
+
+impl Scenario {
+    /// Parses scenario TOML; `file` names it in errors (serde's message
+    /// carries the line and column).
+    pub fn from_toml_str(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        toml::from_str(text).map_err(|e| ScenarioError::Parse { file: file.to_string(), message: e.to_string() })
+    }
+
+    /// Node names, `n1` .. `nN`.
+    pub fn node_names(&self) -> Vec<String> {
+        node_names(self.nodes)
+    }
+}
+
+/// Node names `n1` .. `nN`, the naming every target uses.
+pub fn node_names(count: u32) -> Vec<String> {
+    (1..=count).map(|i| format!("n{i}")).collect()
+}

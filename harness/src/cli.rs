@@ -1,0 +1,32 @@
+//! The `jetsam` command line. Each subcommand's arguments live beside its
+//! implementation; this module only dispatches and maps outcomes to the exit
+//! codes of [`jetsam_core::exit`].
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "jetsam", version, about = "Jepsen-style durability harness: was every acknowledged write kept?")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a run folder (or any history + recovered state) and write report.json.
+    Check(crate::check::CheckArgs),
+    /// Run one scenario: start a cluster, load it, inject faults, heal, read back, check.
+    Run(crate::run::RunArgs),
+    /// Run every scenario in a folder and compare each verdict with its `expect`.
+    Suite(crate::suite::SuiteArgs),
+}
+
+/// Parses the command line, runs the subcommand and returns the exit code.
+pub fn main_with_args() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => crate::check::execute(args),
+        Command::Run(args) => crate::run::execute(args),
+        Command::Suite(args) => crate::suite::execute(args),
+    }
+}

@@ -1,0 +1,9 @@
+//! jetsam-harness is the controller and the `jetsam` CLI: it loads and
+//! validates scenarios, runs a cluster through its phases (start, load and
+//! faults, heal, read back, check), writes the run folder, and runs suites.
+//! The `jetsam` binary is a thin `main` over this library.
+
+pub mod check;
+pub mod cli;
+pub mod run;
+pub mod suite;

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(jetsam_harness::cli::main_with_args());
+}

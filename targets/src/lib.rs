@@ -1,0 +1,156 @@
+//! jetsam-targets holds one adapter per system under test (the reference
+//! node, NATS JetStream): how to configure, start, probe, publish to and read
+//! back each node. The controller drives every target through the [`Target`]
+//! trait and never needs to know which one it runs.
+
+pub mod nats;
+pub mod node;
+
+use jetsam_core::recovered::RecoveredMsg;
+use jetsam_core::scenario::Scenario;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed future, so [`Target`] and [`Publisher`] stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything a target needs to know about one node of the cluster. The
+/// controller picks the ports (free loopback ports) and the proxies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// `n1` .. `nN`.
+    pub name: String,
+    /// The node's own data directory (created by the controller, empty at first start).
+    pub data_dir: PathBuf,
+    /// A directory for config files the target writes (outside the data dir).
+    pub conf_dir: PathBuf,
+    /// Where clients (the workload, read-back) connect.
+    pub client_addr: SocketAddr,
+    /// Where the node listens for its peers.
+    pub peer_listen_addr: SocketAddr,
+    /// How this node reaches each other node: the address of the link proxy
+    /// for `self -> peer` (or the peer's real `peer_listen_addr` without proxies).
+    pub peers: BTreeMap<String, SocketAddr>,
+    /// A spare port for a monitoring endpoint (NATS `http`), if the target wants one.
+    pub monitor_addr: SocketAddr,
+    /// A loopback address where nothing listens (NATS `cluster.advertise`).
+    pub dead_addr: SocketAddr,
+}
+
+/// How to start one node: the controller spawns it (in its own process group,
+/// possibly under the power-loss tracer) and owns its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// What one publish came to, as the history records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Acknowledged at this stream sequence by this node.
+    Ok { seq: u64, node: String },
+    /// Definitely not written.
+    Fail { error: String },
+    /// Unknown whether it was written.
+    Info { error: String },
+}
+
+/// A client connection that publishes. `&self` so one client may have several
+/// publishes in flight (pipelining); the caller applies the per-publish timeout.
+pub trait Publisher: Send + Sync {
+    fn publish(&self, id: String, payload: Vec<u8>) -> BoxFuture<'_, PublishOutcome>;
+}
+
+/// A failure of the target (not of the system's durability): it could not be
+/// configured, started, reached or read in time. Exit code 4 unless the
+/// scenario was at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("failed to find the {what}: {detail}; {fix}")]
+    Missing { what: String, detail: String, fix: String },
+    #[error("failed to {action} within {waited:?}: {detail}")]
+    Timeout { action: String, waited: Duration, detail: String },
+    #[error("failed to {action}: {detail}")]
+    Other { action: String, detail: String },
+}
+
+/// When a node's own storage can be read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBack {
+    /// Through the running node (the reference node's `read_local`).
+    Live,
+    /// From its files after a clean stop (NATS message blocks).
+    AfterStop,
+}
+
+/// One system under test.
+pub trait Target: Send + Sync {
+    /// `node` or `nats`.
+    fn kind(&self) -> &'static str;
+
+    /// Rejects scenarios this target cannot run (e.g. `async` with replicas > 1),
+    /// as `(message, fix)`.
+    fn validate(&self, scenario: &Scenario) -> Result<(), (String, String)>;
+
+    /// Writes whatever config the node needs and says how to start it.
+    fn command(&self, scenario: &Scenario, node: &NodeSpec) -> Result<CommandSpec, TargetError>;
+
+    /// Waits until the cluster can take the stream (bounded by `timeout`).
+    fn wait_ready<'a>(&'a self, nodes: &'a [NodeSpec], timeout: Duration) -> BoxFuture<'a, Result<(), TargetError>>;
+
+    /// Creates the scenario's stream (with bounded retries).
+    fn create_stream<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), TargetError>>;
+
+    /// A publishing client for workload client `client` (targets may spread
+    /// clients over nodes).
+    fn publisher<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        client: u32,
+    ) -> BoxFuture<'a, Result<Box<dyn Publisher>, TargetError>>;
+
+    /// The current leader of the stream, if one is known now.
+    fn leader<'a>(&'a self, nodes: &'a [NodeSpec]) -> BoxFuture<'a, Option<String>>;
+
+    /// After every fault is healed: waits until replicas have caught up
+    /// (bounded). An error here is reported, not fatal: read-back still runs.
+    fn wait_converged<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), TargetError>>;
+
+    fn read_back_mode(&self) -> ReadBack;
+
+    /// What this node itself holds, in stream order. `Err` = unreadable, with why.
+    fn read_node<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        node: &'a NodeSpec,
+    ) -> BoxFuture<'a, Result<Vec<RecoveredMsg>, String>>;
+
+    /// The stream as a client reads it through the leader (`recovered/cluster.jsonl`),
+    /// or `None` when the target offers no such view.
+    fn read_cluster<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+    ) -> BoxFuture<'a, Option<Result<Vec<RecoveredMsg>, String>>>;
+
+    /// Globs (relative to the data dir) of the files a `bitflip`/`truncate`
+    /// fault picks from by default.
+    fn default_corrupt_globs(&self) -> Vec<String>;
+}

@@ -1,0 +1,1 @@
+//! Real NATS JetStream (`nats-server`) as a target.
