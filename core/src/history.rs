@@ -8,6 +8,7 @@
 //! exactly like `info`.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -59,6 +60,26 @@ impl Op {
     }
 }
 
+/// One line of `history.jsonl` parsed without copying its strings (they
+/// borrow from the line unless they contain escapes). Same fields and rules
+/// as [`Op`]; used by readers that stream millions of lines.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpRef<'a> {
+    pub t_ns: u64,
+    pub client: u32,
+    #[serde(rename = "type")]
+    pub kind: OpType,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(default)]
+    pub seq: Option<u64>,
+    #[serde(default, borrow)]
+    pub node: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub error: Option<Cow<'a, str>>,
+}
+
 /// A write's identity: the client that made it and that client's counter.
 /// Ordered by client then counter, so per-writer classes (prefix, middle,
 /// postfix) fall out of a sorted walk.
@@ -105,6 +126,20 @@ impl HistoryValidator {
 
     /// Validates one op and returns its parsed id.
     pub fn check(&mut self, op: &Op) -> Result<OpId, String> {
+        self.check_ref(&OpRef {
+            t_ns: op.t_ns,
+            client: op.client,
+            kind: op.kind,
+            id: Cow::Borrowed(&op.id),
+            seq: op.seq,
+            node: op.node.as_deref().map(Cow::Borrowed),
+            error: op.error.as_deref().map(Cow::Borrowed),
+        })
+    }
+
+    /// [`HistoryValidator::check`] for a borrowed line ([`OpRef`]), the form a
+    /// streaming reader parses without allocating per line. Same rules.
+    pub fn check_ref(&mut self, op: &OpRef<'_>) -> Result<OpId, String> {
         if op.t_ns < self.last_t_ns {
             return Err(format!("out of order: t_ns {} is before the previous line's {}", op.t_ns, self.last_t_ns));
         }

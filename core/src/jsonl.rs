@@ -74,25 +74,43 @@ where
     T: DeserializeOwned,
     F: FnMut(T, usize) -> Result<(), String>,
 {
+    for_each_raw_line(path, |raw, line| {
+        let value: T = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+        visit(value, line)
+    })
+}
+
+/// The line splitting of [`for_each_line`] without the parsing: `visit` gets
+/// each non-empty line (without its line ending) and its 1-based number, so it
+/// can deserialize into a type that borrows from the line (e.g.
+/// [`crate::history::OpRef`]). An `Err` from `visit` becomes a
+/// [`LoadError::Line`] naming the file and line.
+pub fn for_each_raw_line<F>(path: &Path, mut visit: F) -> Result<(), LoadError>
+where
+    F: FnMut(&str, usize) -> Result<(), String>,
+{
     use std::io::BufRead;
     let io = |source| LoadError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     let mut line = 0usize;
     loop {
         buf.clear();
-        let n = reader.read_line(&mut buf).map_err(io)?;
+        let n = reader.read_until(b'\n', &mut buf).map_err(io)?;
         if n == 0 {
             return Ok(());
         }
         line += 1;
-        let raw = buf.strip_suffix('\n').unwrap_or(&buf);
+        // Decoded per line (not by read_line) so a non-UTF-8 line is reported
+        // with its number instead of as a bare I/O error.
+        let text = std::str::from_utf8(&buf)
+            .map_err(|e| LoadError::line(path, line, format!("not UTF-8 text ({e})")))?;
+        let raw = text.strip_suffix('\n').unwrap_or(text);
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         if raw.trim().is_empty() {
             return Err(LoadError::line(path, line, "empty line (every line must be one JSON object)"));
         }
-        let value: T = serde_json::from_str(raw).map_err(|e| LoadError::line(path, line, e.to_string()))?;
-        visit(value, line).map_err(|what| LoadError::line(path, line, what))?;
+        visit(raw, line).map_err(|what| LoadError::line(path, line, what))?;
     }
 }

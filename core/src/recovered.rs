@@ -14,6 +14,16 @@ pub struct RecoveredMsg {
     pub id: String,
 }
 
+/// One line of a recovered file parsed without copying the id (it borrows
+/// from the line unless it contains escapes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveredMsgRef<'a> {
+    pub seq: u64,
+    #[serde(borrow)]
+    pub id: std::borrow::Cow<'a, str>,
+}
+
 /// File name of the cluster view inside `recovered/`.
 pub const CLUSTER_FILE: &str = "cluster.jsonl";
 /// Suffix of the file that says why a node could not be read.
@@ -29,16 +39,19 @@ pub struct RecoveredValidator {
 
 impl RecoveredValidator {
     pub fn check(&mut self, m: &RecoveredMsg) -> Result<(), String> {
+        self.check_parts(m.seq, &m.id)
+    }
+
+    /// [`RecoveredValidator::check`] for a line parsed without copying
+    /// ([`RecoveredMsgRef`]). Same rules.
+    pub fn check_parts(&mut self, seq: u64, id: &str) -> Result<(), String> {
         if let Some(last) = self.last_seq
-            && m.seq <= last
+            && seq <= last
         {
-            return Err(format!(
-                "out of order: seq {} is not above the previous line's {} (stream order)",
-                m.seq, last
-            ));
+            return Err(format!("out of order: seq {} is not above the previous line's {} (stream order)", seq, last));
         }
-        self.last_seq = Some(m.seq);
-        if m.id.is_empty() {
+        self.last_seq = Some(seq);
+        if id.is_empty() {
             return Err("empty id".into());
         }
         Ok(())

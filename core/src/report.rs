@@ -101,6 +101,12 @@ pub struct NodeReport {
     pub unreadable_reason: Option<String>,
     /// Messages the node holds.
     pub held: u64,
+    /// Ids this node holds at two or more sequences.
+    #[serde(default)]
+    pub duplicated: u64,
+    /// Acknowledged ids whose acknowledged sequence holds another id on this node.
+    #[serde(default)]
+    pub seq_mismatch: u64,
 }
 
 /// Acknowledged losses classed per writer as Jepsen's queue checker does:
