@@ -1,5 +1,164 @@
 //! jetsam-checkers turns a run's history, fault events and recovered node
 //! state into a report: which acknowledged writes were lost, which replicas
 //! diverge, where the loss windows are, and the verdict per consistency mode.
-//! Everything here is a pure function of its inputs: no process, socket or
-//! clock, so `jetsam check RUN_DIR` can re-check any saved run offline.
+//! Everything except [`load`] is a pure function of its inputs: no process,
+//! socket or clock, so `jetsam check RUN_DIR` can re-check any saved run
+//! offline.
+//!
+//! Entry points: [`load::load_run`] reads a run folder into a [`RunInput`]
+//! and a [`CheckConfig`]; [`check`] decides; [`render_summary`] prints the
+//! report for a human. The definitions are in DESIGN.md "What the checkers
+//! decide" and docs/formats.md "report.json"; each module below says what it
+//! verifies and what it does not.
+
+pub mod config;
+pub mod data;
+pub mod divergence;
+pub mod integrity;
+pub mod load;
+pub mod lost;
+pub mod summary;
+pub mod verdict;
+pub mod windows;
+
+pub use config::{CheckConfig, ConfigError, Overrides};
+pub use data::{History, HistoryBuilder, Recovered, RecoveredBuilder};
+pub use load::{LoadRunError, load_run};
+pub use summary::render_summary;
+
+use jetsam_core::event::Event;
+use jetsam_core::report::{Mode, NodeReport, Report};
+use std::collections::BTreeMap;
+
+/// A node's read-back, or why there is none.
+#[derive(Debug, Clone)]
+pub enum NodeInput {
+    Readable(Recovered),
+    Unreadable { reason: String },
+}
+
+/// Everything a check reads, already validated.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    pub history: History,
+    /// The fault timeline in time order.
+    pub events: Vec<Event>,
+    /// Every expected node by name.
+    pub nodes: BTreeMap<String, NodeInput>,
+    /// `recovered/cluster.jsonl`, when present.
+    pub cluster: Option<Recovered>,
+}
+
+/// Name of the cluster view in samples and per-view findings.
+pub const CLUSTER_VIEW: &str = "cluster";
+
+/// Checks a run: every definition of DESIGN.md "What the checkers decide",
+/// then the verdict. `latency` in the result is `None` (only `jetsam run`
+/// measures it).
+pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
+    let h = &input.history;
+    let readable: Vec<(&str, &Recovered)> = input
+        .nodes
+        .iter()
+        .filter_map(|(name, n)| match n {
+            NodeInput::Readable(v) => Some((name.as_str(), v)),
+            NodeInput::Unreadable { .. } => None,
+        })
+        .collect();
+    let mut views = readable.clone();
+    if let Some(c) = &input.cluster {
+        views.push((CLUSTER_VIEW, c));
+    }
+
+    let kept = lost::union(h, readable.iter().map(|(_, v)| *v));
+    let lost = lost::lost(h, &kept);
+    let lost_cluster_view = input.cluster.as_ref().map(|c| lost::lost_on(h, c));
+    let integrity = integrity::check(h, &views);
+    let skip_empty = config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
+    let divergence = divergence::compare_all(h, &readable, skip_empty);
+    let loss_windows = windows::loss_windows(h, &kept, &input.events);
+
+    let nodes = input
+        .nodes
+        .iter()
+        .map(|(name, n)| {
+            let report = match n {
+                NodeInput::Readable(v) => {
+                    let (duplicated, seq_mismatch) = integrity.per_view.get(name).copied().unwrap_or_default();
+                    NodeReport {
+                        lost: lost::lost_on(h, v),
+                        unexpected: v.strangers().len() as u64,
+                        unreadable: false,
+                        unreadable_reason: None,
+                        held: v.len() as u64,
+                        duplicated,
+                        seq_mismatch,
+                    }
+                }
+                NodeInput::Unreadable { reason } => NodeReport {
+                    lost: 0,
+                    unexpected: 0,
+                    unreadable: true,
+                    unreadable_reason: Some(reason.clone()),
+                    held: 0,
+                    duplicated: 0,
+                    seq_mismatch: 0,
+                },
+            };
+            (name.clone(), report)
+        })
+        .collect();
+
+    let mut report = Report {
+        format_version: jetsam_core::FORMAT_VERSION,
+        verdict: jetsam_core::report::Verdict::Unknown,
+        reasons: Vec::new(),
+        mode: config.mode,
+        window_bound_ns: (config.mode == Mode::Async)
+            .then(|| u64::try_from(config.window_bound.as_nanos()).unwrap_or(u64::MAX)),
+        attempted: h.len() as u64,
+        acked: h.acks().len() as u64,
+        failed: h.count(data::Outcome::Fail),
+        indeterminate: h.count(data::Outcome::Info) + h.count(data::Outcome::Open),
+        lost: lost.count,
+        lost_cluster_view,
+        lost_classes: lost.classes,
+        lost_sample: lost.sample,
+        unexpected: integrity.unexpected,
+        resurrected: integrity.resurrected,
+        duplicated: integrity.duplicated,
+        seq_mismatch: integrity.seq_mismatch,
+        recovered_indeterminate: integrity.recovered_indeterminate,
+        divergent: !divergence.is_empty(),
+        divergence,
+        loss_windows,
+        nodes,
+        latency: None,
+    };
+    assert_eq!(report.attempted, report.acked + report.failed + report.indeterminate);
+    let (verdict, mut reasons) = verdict::decide(&report, readable.len(), config.nodes.len());
+    let unreadable: Vec<String> = input
+        .nodes
+        .iter()
+        .filter_map(|(name, n)| match n {
+            NodeInput::Unreadable { reason } => Some(format!("{name} ({reason})")),
+            NodeInput::Readable(_) => None,
+        })
+        .collect();
+    if !unreadable.is_empty() {
+        reasons.push(format!("unreadable node(s): {}", unreadable.join(", ")));
+    }
+    if skip_empty {
+        reasons.push(format!(
+            "stream has {} replica(s) on {} node(s): nodes holding nothing are left out of the divergence check",
+            config.replicas.unwrap_or(0),
+            config.nodes.len()
+        ));
+    }
+    if config.mode == Mode::Async {
+        reasons.push(format!("async loss-window bound: {}", config.window_bound_source));
+    }
+    report.verdict = verdict;
+    report.reasons = reasons;
+    report
+}

@@ -1,0 +1,226 @@
+//! Reads a run folder (docs/formats.md) into a [`RunInput`] and a
+//! [`CheckConfig`], validating every line as it streams: a malformed or
+//! out-of-order line is an error naming the file, the line and what is
+//! wrong, and nothing is skipped. The only module of this crate that touches
+//! the file system; it reads and never writes.
+//!
+//! Files read: `scenario.resolved.toml` (optional), `history.jsonl`
+//! (required), `events.jsonl` (optional: a foreign history may have no fault
+//! timeline; then no window is tied to a fault), `recovered/<node>.jsonl`,
+//! `recovered/<node>.unreadable`, `recovered/cluster.jsonl`. A
+//! `recovered/*.jsonl` or `*.unreadable` of a node that is not in the run, or
+//! both files for one node, is an error rather than something to guess
+//! about. Node read-backs are parsed in parallel (one thread per core).
+
+use crate::config::{CheckConfig, ConfigError, Overrides};
+use crate::data::{History, HistoryBuilder, Recovered, RecoveredBuilder};
+use crate::{NodeInput, RunInput};
+use jetsam_core::event::{Event, EventValidator};
+use jetsam_core::history::OpRef;
+use jetsam_core::jsonl::{LoadError, for_each_raw_line};
+use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX};
+use jetsam_core::scenario::{Scenario, ScenarioError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const SCENARIO_FILE: &str = "scenario.resolved.toml";
+pub const HISTORY_FILE: &str = "history.jsonl";
+pub const EVENTS_FILE: &str = "events.jsonl";
+pub const RECOVERED_DIR: &str = "recovered";
+pub const REPORT_FILE: &str = "report.json";
+
+/// A run folder that cannot be checked. All of these are bad input (exit
+/// code 2): the user pointed at the folder.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadRunError {
+    #[error("failed to check {}: no such folder; pass a run folder such as results/<scenario>/<time>-<seed>", dir.display())]
+    NotAFolder { dir: PathBuf },
+    #[error(
+        "failed to check {}: {HISTORY_FILE} is missing; a run folder needs at least history.jsonl and recovered/<node>.jsonl (docs/formats.md)",
+        dir.display()
+    )]
+    NoHistory { dir: PathBuf },
+    #[error("failed to list {}: {source}; check the folder's permissions", path.display())]
+    List {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    File(#[from] LoadError),
+    #[error("{0}; fix the scenario file or remove it and pass --mode/--nodes")]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "failed to check {}: {} belongs to no node of this run (nodes: {nodes}); remove it, or list the nodes with --nodes",
+        dir.display(), file.display()
+    )]
+    StrayFile { dir: PathBuf, file: PathBuf, nodes: String },
+    #[error(
+        "failed to check {}: both recovered/{node}.jsonl and recovered/{node}{UNREADABLE_SUFFIX} exist; remove the one that is wrong",
+        dir.display()
+    )]
+    Contradiction { dir: PathBuf, node: String },
+}
+
+/// serde_json ends its messages with "at line 1 column N", which inside a
+/// JSON-lines file means the column of the line already named.
+fn json_error(e: serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => format!("{} (column {})", &text[..i], e.column()),
+        None => text,
+    }
+}
+
+/// Streams `history.jsonl` into a [`History`].
+pub fn load_history(path: &Path) -> Result<History, LoadError> {
+    let mut builder = HistoryBuilder::new();
+    for_each_raw_line(path, |raw, _| {
+        let op: OpRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
+        builder.push(&op)
+    })?;
+    Ok(builder.finish())
+}
+
+/// Streams one recovered file into a [`Recovered`] view.
+pub fn load_recovered(path: &Path, history: &History) -> Result<Recovered, LoadError> {
+    let mut builder = RecoveredBuilder::new(history);
+    for_each_raw_line(path, |raw, _| {
+        let m: RecoveredMsgRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
+        builder.push(m.seq, &m.id)
+    })?;
+    Ok(builder.finish())
+}
+
+/// Reads `events.jsonl` (time order is validated).
+pub fn load_events(path: &Path) -> Result<Vec<Event>, LoadError> {
+    let mut validator = EventValidator::default();
+    jetsam_core::jsonl::read_lines(path, |e: &Event, _| validator.check(e))
+}
+
+fn read_to_string(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
+}
+
+/// Node names with a `recovered/<node>.jsonl` and with a
+/// `recovered/<node>.unreadable`, in name order.
+fn list_recovered(dir: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>), LoadRunError> {
+    let recovered = dir.join(RECOVERED_DIR);
+    let mut jsonl = BTreeSet::new();
+    let mut unreadable = BTreeSet::new();
+    if !recovered.is_dir() {
+        return Ok((jsonl, unreadable));
+    }
+    let list = |source| LoadRunError::List { path: recovered.clone(), source };
+    for entry in std::fs::read_dir(&recovered).map_err(list)? {
+        let name = entry.map_err(list)?.file_name().to_string_lossy().into_owned();
+        if name == CLUSTER_FILE {
+            continue;
+        }
+        if let Some(node) = name.strip_suffix(".jsonl") {
+            jsonl.insert(node.to_string());
+        } else if let Some(node) = name.strip_suffix(UNREADABLE_SUFFIX) {
+            unreadable.insert(node.to_string());
+        }
+    }
+    Ok((jsonl, unreadable))
+}
+
+/// Reads a whole run folder. `overrides` (the command line) win over the
+/// scenario.
+pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckConfig), LoadRunError> {
+    if !dir.is_dir() {
+        return Err(LoadRunError::NotAFolder { dir: dir.to_path_buf() });
+    }
+    let scenario_path = dir.join(SCENARIO_FILE);
+    let scenario = if scenario_path.exists() {
+        let text = read_to_string(&scenario_path)?;
+        Some(Scenario::from_toml_str(&scenario_path.display().to_string(), &text)?)
+    } else {
+        None
+    };
+    let (jsonl, unreadable) = list_recovered(dir)?;
+    let present: Vec<String> = jsonl.iter().cloned().collect();
+    let scenario_file = scenario_path.display().to_string();
+    let config = CheckConfig::resolve(scenario.as_ref().map(|s| (scenario_file.as_str(), s)), overrides, &present)?;
+
+    let expected: BTreeSet<&String> = config.nodes.iter().collect();
+    for (node, suffix) in jsonl.iter().map(|n| (n, ".jsonl")).chain(unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX))) {
+        if !expected.contains(node) {
+            return Err(LoadRunError::StrayFile {
+                dir: dir.to_path_buf(),
+                file: Path::new(RECOVERED_DIR).join(format!("{node}{suffix}")),
+                nodes: config.nodes.join(","),
+            });
+        }
+        if jsonl.contains(node) && unreadable.contains(node) {
+            return Err(LoadRunError::Contradiction { dir: dir.to_path_buf(), node: node.clone() });
+        }
+    }
+
+    let history_path = dir.join(HISTORY_FILE);
+    if !history_path.is_file() {
+        return Err(LoadRunError::NoHistory { dir: dir.to_path_buf() });
+    }
+    let history = load_history(&history_path)?;
+    let events_path = dir.join(EVENTS_FILE);
+    let events = if events_path.exists() { load_events(&events_path)? } else { Vec::new() };
+
+    let recovered = dir.join(RECOVERED_DIR);
+    let mut nodes = BTreeMap::new();
+    let mut to_read: Vec<(String, PathBuf)> = Vec::new();
+    for node in &config.nodes {
+        if jsonl.contains(node) {
+            to_read.push((node.clone(), recovered.join(format!("{node}.jsonl"))));
+        } else if unreadable.contains(node) {
+            let path = recovered.join(format!("{node}{UNREADABLE_SUFFIX}"));
+            let text = read_to_string(&path)?;
+            let reason = text.lines().next().unwrap_or("").trim();
+            let reason = if reason.is_empty() { "no reason given (empty .unreadable file)" } else { reason };
+            nodes.insert(node.clone(), NodeInput::Unreadable { reason: reason.to_string() });
+        } else {
+            nodes.insert(node.clone(), NodeInput::Unreadable { reason: "no read-back file".to_string() });
+        }
+    }
+    let cluster_path = recovered.join(CLUSTER_FILE);
+    if cluster_path.exists() {
+        to_read.push((CLUSTER_FILE.to_string(), cluster_path));
+    }
+    let mut views = read_parallel(&to_read, &history)?;
+    let cluster = views.remove(CLUSTER_FILE);
+    for (node, view) in views {
+        nodes.insert(node, NodeInput::Readable(view));
+    }
+    assert_eq!(nodes.len(), config.nodes.len(), "every expected node is readable or unreadable");
+    Ok((RunInput { history, events, nodes, cluster }, config))
+}
+
+/// Loads recovered files on up to one thread per core; the first error (in
+/// file order) wins.
+fn read_parallel(files: &[(String, PathBuf)], history: &History) -> Result<BTreeMap<String, Recovered>, LoadError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Recovered, LoadError>>>> =
+        Mutex::new((0..files.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((_, path)) = files.get(i) else { break };
+                    let r = load_recovered(path, history);
+                    results.lock().expect("no loader panicked holding the lock")[i] = Some(r);
+                }
+            });
+        }
+    });
+    let mut out = BTreeMap::new();
+    for ((name, _), r) in files.iter().zip(results.into_inner().expect("no loader panicked")) {
+        out.insert(name.clone(), r.expect("every file was loaded")?);
+    }
+    Ok(out)
+}
