@@ -19,7 +19,9 @@
 //! copy, so the verdict stands on them and the reasons name the unreadable
 //! nodes. This module does not compute findings; it only weighs them.
 
+use jetsam_core::duration::format_duration;
 use jetsam_core::report::{Mode, Report, Verdict};
+use std::time::Duration;
 
 /// Decides the verdict for `report` (whose findings are filled in) given how
 /// many of the expected nodes were readable, and returns it with its reasons.
@@ -64,10 +66,10 @@ pub fn decide(report: &Report, readable: usize, expected: usize) -> (Verdict, Ve
             if !over.is_empty() {
                 let longest = over.iter().map(|w| w.end_ns - w.start_ns).max().unwrap_or(0);
                 undoable.push(format!(
-                    "{} loss window(s) longer than the bound {} ns (longest {} ns)",
+                    "{} loss window(s) longer than the bound {} (longest {})",
                     over.len(),
-                    bound,
-                    longest
+                    format_duration(Duration::from_nanos(bound)),
+                    format_duration(Duration::from_nanos(longest))
                 ));
             }
         }
