@@ -50,7 +50,7 @@ pub enum LoadRunError {
     },
     #[error(transparent)]
     File(#[from] LoadError),
-    #[error("{0}; fix the scenario file or remove it and pass --mode/--nodes")]
+    #[error("{}\nfix the scenario file, or remove it and pass --mode/--nodes", .0.to_string().trim_end())]
     Scenario(#[from] ScenarioError),
     #[error(transparent)]
     Config(#[from] ConfigError),
