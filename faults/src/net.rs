@@ -44,7 +44,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use jetsam_faults::net::{shape_cut, Link, LinkProxies, Shape};
+//! use jetsam_faults::net::{partition_event, shape_cut, Link, LinkProxies, Shape};
 //! use rand::SeedableRng;
 //! # async fn demo(real: std::collections::BTreeMap<String, std::net::SocketAddr>) -> Result<(), jetsam_faults::net::NetError> {
 //! let nodes: Vec<String> = real.keys().cloned().collect();
@@ -61,14 +61,15 @@
 //! let _a_to_b = proxies.listen_addr(&nodes[0], &nodes[1]).unwrap();
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
 //! let (cut, groups) = shape_cut(&Shape::MajorityMinority, &nodes, &mut rng, None);
-//! proxies.partition(&cut); // event `partition`, details: groups
+//! proxies.partition(&cut);
 //! assert_eq!(proxies.cut_links(), cut);
-//! # let _ = groups;
-//! proxies.heal(); // event `heal`
+//! let _event = partition_event(1_000, &Shape::MajorityMinority, &groups, &cut); // to events.jsonl
+//! proxies.heal(); // then an event `heal`
 //! proxies.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+use jetsam_core::event::{Event, EventKind};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,7 +87,7 @@ use tokio::task::{JoinHandle, JoinSet};
 /// resets the client's connection (as a refused connection would).
 const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Bytes read per forwarding step.
-const FORWARD_BUFFER_BYTES: usize = 64 * 1024;
+const FORWARD_BUFFER_BYTES: usize = 256 * 1024;
 
 /// One directed link: connections `from` opens to `to` are forwarded to `upstream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -587,4 +588,17 @@ pub fn shape_cut(
     assert!(!cut.is_empty(), "shape {shape} cut nothing over {nodes:?}");
     assert!(cut.iter().all(|(a, b)| cut.contains(&(b.clone(), a.clone()))), "cut is not symmetric: {cut:?}");
     (cut, groups)
+}
+
+/// The `events.jsonl` line for a partition: `nodes` = every node with a cut
+/// link (sorted); details `shape` (its name), `groups` (as [`shape_cut`]
+/// returned them) and `links` (the cut directed links as `[from, to]` pairs,
+/// sorted).
+pub fn partition_event(t_ns: u64, shape: &Shape, groups: &[Vec<String>], cut: &BTreeSet<(String, String)>) -> Event {
+    let nodes: BTreeSet<&String> = cut.iter().flat_map(|(a, b)| [a, b]).collect();
+    let links: Vec<[&String; 2]> = cut.iter().map(|(a, b)| [a, b]).collect();
+    Event::new(t_ns, EventKind::Partition, nodes.into_iter().cloned().collect())
+        .with("shape", shape.name())
+        .with("groups", serde_json::json!(groups))
+        .with("links", serde_json::json!(links))
 }

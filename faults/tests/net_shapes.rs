@@ -1,7 +1,7 @@
 //! Partition shapes: the right groups for 3 and 5 nodes, symmetric cuts that
 //! cut exactly the pairs sharing no group, and the same seed gives the same cut.
 
-use jetsam_faults::net::{NetError, Shape, shape_cut, validate_shape};
+use jetsam_faults::net::{NetError, Shape, partition_event, shape_cut, validate_shape};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -144,4 +144,15 @@ fn bad_shapes_are_rejected_before_use() {
 #[should_panic(expected = "leader n9 is not one of the nodes")]
 fn isolating_an_unknown_leader_panics() {
     shape_cut(&Shape::IsolateOne, &names(3), &mut rng(0), Some("n9"));
+}
+
+#[test]
+fn partition_events_name_shape_groups_and_links() {
+    let nodes = names(3);
+    let (cut, groups) = shape_cut(&Shape::IsolateOne, &nodes, &mut rng(0), Some("n3"));
+    let line = serde_json::to_string(&partition_event(7, &Shape::IsolateOne, &groups, &cut)).unwrap();
+    assert_eq!(
+        line,
+        r#"{"t_ns":7,"kind":"partition","nodes":["n1","n2","n3"],"groups":[["n3"],["n1","n2"]],"links":[["n1","n3"],["n2","n3"],["n3","n1"],["n3","n2"]],"shape":"isolate-one"}"#
+    );
 }
