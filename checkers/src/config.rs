@@ -132,3 +132,57 @@ impl CheckConfig {
         Ok(CheckConfig { mode, window_bound, window_bound_source, nodes, replicas })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(sync: Option<&str>, bound: Option<&str>, mode: &str) -> Scenario {
+        let mut text =
+            format!("name = \"s\"\nnodes = 3\nduration = \"1s\"\n[stream]\nreplicas = 1\nconsistency = \"{mode}\"\n");
+        if let Some(s) = sync {
+            text += &format!("sync = \"{s}\"\n");
+        }
+        if let Some(b) = bound {
+            text += &format!("[check]\nwindow_bound = \"{b}\"\n");
+        }
+        Scenario::from_toml_str("s.toml", &text).unwrap()
+    }
+
+    fn bound(s: Option<&Scenario>, o: &Overrides) -> Duration {
+        CheckConfig::resolve(s.map(|s| ("s.toml", s)), o, &[]).unwrap().window_bound
+    }
+
+    #[test]
+    fn window_bound_defaults_and_overrides() {
+        let none = Overrides::default();
+        assert_eq!(bound(Some(&scenario(Some("2m"), None, "async")), &none), Duration::from_secs(121));
+        assert_eq!(bound(Some(&scenario(Some("always"), None, "async")), &none), WINDOW_SLACK);
+        assert_eq!(bound(Some(&scenario(None, None, "async")), &none), WINDOW_SLACK);
+        assert_eq!(bound(None, &none), WINDOW_SLACK);
+        assert_eq!(bound(Some(&scenario(Some("2m"), Some("5s"), "async")), &none), Duration::from_secs(5));
+        let flag = Overrides { window_bound: Some(Duration::from_millis(250)), ..Overrides::default() };
+        assert_eq!(bound(Some(&scenario(Some("2m"), Some("5s"), "async")), &flag), Duration::from_millis(250));
+        let bad = scenario(Some("sometimes"), None, "async");
+        let err = CheckConfig::resolve(Some(("s.toml", &bad)), &none, &[]).unwrap_err();
+        assert!(err.to_string().contains("stream.sync = \"sometimes\""), "{err}");
+    }
+
+    #[test]
+    fn mode_and_nodes_come_from_flags_then_scenario_then_files() {
+        let s = scenario(None, None, "async");
+        let present = vec!["a".to_string(), "b".to_string()];
+        let c = CheckConfig::resolve(Some(("s.toml", &s)), &Overrides::default(), &present).unwrap();
+        assert_eq!(
+            (c.mode, c.nodes.clone(), c.replicas),
+            (Mode::Async, vec!["n1".into(), "n2".into(), "n3".into()], Some(1))
+        );
+        let c = CheckConfig::resolve(None, &Overrides::default(), &present).unwrap();
+        assert_eq!((c.mode, c.nodes.clone(), c.replicas), (Mode::Strong, present.clone(), None));
+        let o = Overrides { mode: Some(Mode::Strong), nodes: Some(vec!["x".into()]), ..Overrides::default() };
+        let c = CheckConfig::resolve(Some(("s.toml", &s)), &o, &present).unwrap();
+        assert_eq!((c.mode, c.nodes), (Mode::Strong, vec!["x".to_string()]));
+        let dup = Overrides { nodes: Some(vec!["x".into(), "x".into()]), ..Overrides::default() };
+        assert!(CheckConfig::resolve(None, &dup, &present).is_err());
+    }
+}

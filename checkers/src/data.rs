@@ -212,8 +212,8 @@ impl Bitset {
 /// stream order.
 #[derive(Debug, Clone)]
 pub struct Recovered {
-    seqs: Vec<u64>,
-    /// Op index at each position of `seqs`, or [`Recovered::STRANGER`].
+    seqs: Seqs,
+    /// Op index at each position, or [`Recovered::STRANGER`].
     entries: Vec<u32>,
     /// Ids that were never invoked, by sequence (their text).
     strangers: BTreeMap<u64, String>,
@@ -222,6 +222,15 @@ pub struct Recovered {
     duplicated_ops: BTreeMap<u32, Vec<u64>>,
     /// Strangers held at two or more sequences: id -> every sequence.
     duplicated_strangers: BTreeMap<String, Vec<u64>>,
+}
+
+/// The sequences of a [`Recovered`] view. A gap-free stream (the usual
+/// case) stores only its first sequence, which halves the memory a
+/// ten-million-message node takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seqs {
+    Dense { first: u64 },
+    Sparse(Vec<u64>),
 }
 
 /// One position of a [`Recovered`] view.
@@ -237,11 +246,11 @@ impl Recovered {
 
     /// Number of messages held.
     pub fn len(&self) -> usize {
-        self.seqs.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seqs.is_empty()
+        self.entries.is_empty()
     }
 
     /// Whether the op is held at some sequence.
@@ -255,30 +264,36 @@ impl Recovered {
 
     /// The message at a sequence.
     pub fn at(&self, seq: u64) -> Option<Entry<'_>> {
-        let first = *self.seqs.first()?;
-        let last = *self.seqs.last()?;
-        // Fast path: a gap-free stream is indexed directly.
-        let pos = if last - first + 1 == self.seqs.len() as u64 {
-            if seq < first || seq > last {
-                return None;
+        let pos = match &self.seqs {
+            Seqs::Dense { first } => {
+                let pos = usize::try_from(seq.checked_sub(*first)?).ok()?;
+                if pos >= self.entries.len() {
+                    return None;
+                }
+                pos
             }
-            (seq - first) as usize
-        } else {
-            self.seqs.binary_search(&seq).ok()?
+            Seqs::Sparse(seqs) => seqs.binary_search(&seq).ok()?,
         };
         Some(self.entry(pos))
     }
 
     fn entry(&self, pos: usize) -> Entry<'_> {
         match self.entries[pos] {
-            Self::STRANGER => Entry::Stranger(&self.strangers[&self.seqs[pos]]),
+            Self::STRANGER => Entry::Stranger(&self.strangers[&self.seq_at(pos)]),
             op => Entry::Op(op),
         }
     }
 
     /// Every message in stream order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, Entry<'_>)> {
-        (0..self.seqs.len()).map(|pos| (self.seqs[pos], self.entry(pos)))
+        (0..self.entries.len()).map(|pos| (self.seq_at(pos), self.entry(pos)))
+    }
+
+    fn seq_at(&self, pos: usize) -> u64 {
+        match &self.seqs {
+            Seqs::Dense { first } => first + pos as u64,
+            Seqs::Sparse(seqs) => seqs[pos],
+        }
     }
 
     /// Ids never invoked, by sequence.
@@ -316,7 +331,7 @@ impl<'h> RecoveredBuilder<'h> {
             history,
             validator: RecoveredValidator::default(),
             view: Recovered {
-                seqs: Vec::new(),
+                seqs: Seqs::Dense { first: 0 },
                 entries: Vec::new(),
                 strangers: BTreeMap::new(),
                 present: Bitset::new(history.len()),
@@ -348,20 +363,39 @@ impl<'h> RecoveredBuilder<'h> {
                 v.entries.push(Recovered::STRANGER);
             }
         }
-        v.seqs.push(seq);
+        match &mut v.seqs {
+            // The first message fixes where a gap-free stream starts.
+            Seqs::Dense { first } if v.entries.len() == 1 => *first = seq,
+            Seqs::Dense { first } if *first + v.entries.len() as u64 - 1 == seq => {}
+            Seqs::Dense { first } => {
+                // The first gap: from here on every sequence is stored.
+                let mut seqs: Vec<u64> = (*first..*first + v.entries.len() as u64 - 1).collect();
+                seqs.push(seq);
+                v.seqs = Seqs::Sparse(seqs);
+            }
+            Seqs::Sparse(seqs) => seqs.push(seq),
+        }
         Ok(())
     }
 
-    pub fn finish(mut self) -> Recovered {
+    pub fn finish(self) -> Recovered {
         // duplicated_ops so far lists only the repeat sequences; prepend the
-        // first one (a scan per duplicated op, which are few in any run worth
-        // reading).
-        let v = &mut self.view;
-        for (op, seqs) in v.duplicated_ops.iter_mut() {
-            let first = v.entries.iter().position(|e| e == op).expect("a duplicated op is held");
-            seqs.insert(0, v.seqs[first]);
+        // first one, found in one pass over the stream.
+        let mut v = self.view;
+        if !v.duplicated_ops.is_empty() {
+            let mut dups = std::mem::take(&mut v.duplicated_ops);
+            let mut done = BTreeMap::new();
+            for pos in 0..v.entries.len() {
+                let op = v.entries[pos];
+                if let Some(mut seqs) = dups.remove(&op) {
+                    seqs.insert(0, v.seq_at(pos));
+                    done.insert(op, seqs);
+                }
+            }
+            assert!(dups.is_empty(), "every duplicated op is held");
+            v.duplicated_ops = done;
         }
-        self.view
+        v
     }
 }
 

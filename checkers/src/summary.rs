@@ -7,9 +7,15 @@
 use jetsam_core::report::{Report, Sampled};
 use std::fmt::Write;
 
-/// Seconds with millisecond precision, for times since the run started.
+/// Seconds, for times since the run started: millisecond precision when
+/// that is exact, else microseconds (short windows must not read as 0).
 fn secs(ns: u64) -> String {
-    format!("{}.{:03}s", ns / 1_000_000_000, ns % 1_000_000_000 / 1_000_000)
+    let frac = ns % 1_000_000_000;
+    if frac.is_multiple_of(1_000_000) {
+        format!("{}.{:03}s", ns / 1_000_000_000, frac / 1_000_000)
+    } else {
+        format!("{}.{:06}s", ns / 1_000_000_000, frac / 1_000)
+    }
 }
 
 fn sampled(out: &mut String, label: &str, s: &Sampled) {

@@ -49,6 +49,6 @@ pub fn loss_windows(history: &History, kept: &Bitset, events: &[Event]) -> Vec<L
 
 fn tie(start_ns: u64, events: &[Event]) -> Option<EventRef> {
     let faults = || events.iter().filter(|e| e.kind.is_fault());
-    let e = faults().find(|e| e.t_ns >= start_ns).or_else(|| faults().filter(|e| e.t_ns < start_ns).last())?;
+    let e = faults().find(|e| e.t_ns >= start_ns).or_else(|| faults().rfind(|e| e.t_ns < start_ns))?;
     Some(EventRef { t_ns: e.t_ns, kind: e.kind, nodes: e.nodes.clone() })
 }

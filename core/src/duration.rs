@@ -56,7 +56,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".to_string();
     }
     for (unit_ns, name) in UNITS {
-        if ns % unit_ns == 0 {
+        if ns.is_multiple_of(unit_ns) {
             return format!("{}{}", ns / unit_ns, name);
         }
     }

@@ -104,8 +104,8 @@ where
         line += 1;
         // Decoded per line (not by read_line) so a non-UTF-8 line is reported
         // with its number instead of as a bare I/O error.
-        let text = std::str::from_utf8(&buf)
-            .map_err(|e| LoadError::line(path, line, format!("not UTF-8 text ({e})")))?;
+        let text =
+            std::str::from_utf8(&buf).map_err(|e| LoadError::line(path, line, format!("not UTF-8 text ({e})")))?;
         let raw = text.strip_suffix('\n').unwrap_or(text);
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         if raw.trim().is_empty() {

@@ -234,3 +234,19 @@ fn usage_errors_are_bad_input() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn the_bundled_examples_give_their_documented_verdicts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for (case, code, lost) in [("run-pass", 0, 0), ("run-lost", 1, 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&root.join(case), dir.path());
+        let out = check(dir.path(), &[]);
+        assert_eq!(out.status.code(), Some(code), "{case}: {}", stderr(&out));
+        assert_eq!(report(dir.path())["lost"], lost);
+        // The committed report.json is what the check writes.
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join(case).join("report.json")).unwrap()).unwrap();
+        assert_eq!(report(dir.path()), committed, "{case}: examples/{case}/report.json is stale");
+    }
+}
