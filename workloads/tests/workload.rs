@@ -35,15 +35,14 @@ impl Publisher for Fake {
             let _guard = InFlight(&self.in_flight);
             let counter: u64 = id.split_once('-').unwrap().1.parse().unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;
-            let outcome = if counter % 11 == 10 {
+            if counter % 11 == 10 {
                 std::future::pending::<()>().await;
                 unreachable!()
             } else if counter % 7 == 6 {
                 PublishOutcome::Fail { error: "rejected".into() }
             } else {
                 PublishOutcome::Ok { seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1, node: "n1".into() }
-            };
-            outcome
+            }
         })
     }
 }
