@@ -76,9 +76,16 @@ pub struct History {
     /// validator rejects time going backwards).
     acks: Vec<Ack>,
     clients: BTreeMap<u32, ClientOps>,
+    /// The acknowledged ops, as a set (filled by [`HistoryBuilder::finish`]).
+    acked: Bitset,
 }
 
 impl History {
+    /// The acknowledged ops as a set.
+    pub fn acked(&self) -> &Bitset {
+        &self.acked
+    }
+
     /// Number of attempted writes (invokes).
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -173,7 +180,12 @@ impl HistoryBuilder {
     }
 
     pub fn finish(self) -> History {
-        self.history
+        let mut h = self.history;
+        h.acked = Bitset::new(h.ids.len());
+        for ack in &h.acks {
+            h.acked.insert(ack.op);
+        }
+        h
     }
 }
 
@@ -198,6 +210,23 @@ impl Bitset {
 
     pub fn contains(&self, i: u32) -> bool {
         self.words[i as usize / 64] >> (i % 64) & 1 == 1
+    }
+
+    /// Members of `self & !other & mask`, in index order: the count, and
+    /// the first `max` of them.
+    pub fn difference_within(&self, other: &Bitset, mask: &Bitset, max: usize) -> (u64, Vec<u32>) {
+        assert!(self.words.len() == other.words.len() && self.words.len() == mask.words.len());
+        let mut count = 0u64;
+        let mut first = Vec::new();
+        for (w, ((a, b), m)) in self.words.iter().zip(&other.words).zip(&mask.words).enumerate() {
+            let mut x = a & !b & m;
+            count += u64::from(x.count_ones());
+            while x != 0 && first.len() < max {
+                first.push(w as u32 * 64 + x.trailing_zeros());
+                x &= x - 1;
+            }
+        }
+        (count, first)
     }
 
     pub fn union_with(&mut self, other: &Bitset) {
@@ -287,6 +316,15 @@ impl Recovered {
     /// Every message in stream order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, Entry<'_>)> {
         (0..self.entries.len()).map(|pos| (self.seq_at(pos), self.entry(pos)))
+    }
+
+    /// For a gap-free stream: its first sequence and the op index (or
+    /// [`Recovered::STRANGER`]) at each sequence from there.
+    pub fn dense(&self) -> Option<(u64, &[u32])> {
+        match &self.seqs {
+            Seqs::Dense { first } => Some((*first, &self.entries)),
+            Seqs::Sparse(_) => None,
+        }
     }
 
     fn seq_at(&self, pos: usize) -> u64 {

@@ -51,41 +51,68 @@ pub fn compare(history: &History, a_name: &str, a: &Recovered, b_name: &str, b: 
             d.sample_ids.push(id);
         }
     };
-    // Merge walk over both streams in sequence order.
-    let mut ia = a.iter().peekable();
-    let mut ib = b.iter().peekable();
-    while let (Some(&(sa, ea)), Some(&(sb, eb))) = (ia.peek(), ib.peek()) {
-        if sa < sb {
-            ia.next();
-        } else if sb < sa {
-            ib.next();
-        } else {
-            if !same(ea, eb) {
-                d.conflicting += 1;
-                if d.first_seq.is_none() {
-                    d.first_seq = Some(sa);
-                    d.a_id = Some(text(history, ea));
-                    d.b_id = Some(text(history, eb));
+    let mut conflict = |seq: u64, ea: Entry<'_>, eb: Entry<'_>, d: &mut Divergence| {
+        d.conflicting += 1;
+        if d.first_seq.is_none() {
+            d.first_seq = Some(seq);
+            d.a_id = Some(text(history, ea));
+            d.b_id = Some(text(history, eb));
+        }
+        sample(text(history, ea), d);
+        sample(text(history, eb), d);
+    };
+    if let (Some((fa, ea)), Some((fb, eb))) = (a.dense(), b.dense()) {
+        // Fast path for two gap-free streams: compare the overlapping
+        // sequences position by position, chunk by chunk.
+        let lo = fa.max(fb);
+        let hi = (fa + ea.len() as u64).min(fb + eb.len() as u64);
+        if lo < hi {
+            let xa = &ea[(lo - fa) as usize..(hi - fa) as usize];
+            let xb = &eb[(lo - fb) as usize..(hi - fb) as usize];
+            const CHUNK: usize = 256;
+            for (c, (ca, cb)) in xa.chunks(CHUNK).zip(xb.chunks(CHUNK)).enumerate() {
+                // Equal op indices agree, except two strangers, whose text
+                // must be compared.
+                if ca == cb && !ca.contains(&Recovered::STRANGER) {
+                    continue;
                 }
-                sample(text(history, ea), &mut d);
-                sample(text(history, eb), &mut d);
+                for (i, (x, y)) in ca.iter().zip(cb).enumerate() {
+                    let seq = lo + (c * CHUNK + i) as u64;
+                    let (Some(ea), Some(eb)) = (a.at(seq), b.at(seq)) else {
+                        unreachable!("both streams hold every sequence of the overlap")
+                    };
+                    debug_assert!(*x == Recovered::STRANGER || ea == Entry::Op(*x));
+                    debug_assert!(*y == Recovered::STRANGER || eb == Entry::Op(*y));
+                    if !same(ea, eb) {
+                        conflict(seq, ea, eb, &mut d);
+                    }
+                }
             }
-            ia.next();
-            ib.next();
+        }
+    } else {
+        // Merge walk over both streams in sequence order.
+        let mut ia = a.iter().peekable();
+        let mut ib = b.iter().peekable();
+        while let (Some(&(sa, ea)), Some(&(sb, eb))) = (ia.peek(), ib.peek()) {
+            if sa < sb {
+                ia.next();
+            } else if sb < sa {
+                ib.next();
+            } else {
+                if !same(ea, eb) {
+                    conflict(sa, ea, eb, &mut d);
+                }
+                ia.next();
+                ib.next();
+            }
         }
     }
-    for ack in history.acks() {
-        match (a.holds(ack.op), b.holds(ack.op)) {
-            (true, false) => {
-                d.only_a += 1;
-                sample(history.id(ack.op).to_string(), &mut d);
-            }
-            (false, true) => {
-                d.only_b += 1;
-                sample(history.id(ack.op).to_string(), &mut d);
-            }
-            _ => {}
-        }
+    let (only_a, first_a) = a.present().difference_within(b.present(), history.acked(), SAMPLE_MAX);
+    let (only_b, first_b) = b.present().difference_within(a.present(), history.acked(), SAMPLE_MAX);
+    d.only_a = only_a;
+    d.only_b = only_b;
+    for op in first_a.into_iter().chain(first_b) {
+        sample(history.id(op).to_string(), &mut d);
     }
     (d.conflicting > 0 || d.only_a > 0 || d.only_b > 0).then_some(d)
 }
@@ -102,4 +129,63 @@ pub fn compare_all(history: &History, replicas: &[(&str, &Recovered)], skip_empt
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{HistoryBuilder, RecoveredBuilder};
+    use jetsam_core::history::{Op, OpId, OpRef};
+    use std::borrow::Cow;
+
+    fn history() -> History {
+        let mut hb = HistoryBuilder::new();
+        for c in 0..4u64 {
+            let id = OpId { client: 0, counter: c };
+            for op in [Op::invoke(c * 10, id), Op::ok(c * 10 + 1, id, c + 1, "n1")] {
+                hb.push(&OpRef {
+                    t_ns: op.t_ns,
+                    client: op.client,
+                    kind: op.kind,
+                    id: Cow::Borrowed(&op.id),
+                    seq: op.seq,
+                    node: op.node.as_deref().map(Cow::Borrowed),
+                    error: None,
+                })
+                .unwrap();
+            }
+        }
+        hb.finish()
+    }
+
+    fn view(h: &History, msgs: &[(u64, &str)]) -> Recovered {
+        let mut b = RecoveredBuilder::new(h);
+        for (seq, id) in msgs {
+            b.push(*seq, id).unwrap();
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn strangers_compare_by_text_on_dense_and_sparse_streams() {
+        let h = history();
+        let base = [(1, "0-0"), (2, "x"), (3, "0-2"), (4, "0-3")];
+        let a = view(&h, &base);
+        let same = view(&h, &base);
+        assert!(a.dense().is_some());
+        assert_eq!(compare(&h, "a", &a, "b", &same), None);
+        let other = view(&h, &[(1, "0-0"), (2, "y"), (3, "0-2"), (4, "0-3")]);
+        let d = compare(&h, "a", &a, "b", &other).expect("x and y differ");
+        assert_eq!(
+            (d.first_seq, d.a_id.as_deref(), d.b_id.as_deref(), d.conflicting),
+            (Some(2), Some("x"), Some("y"), 1)
+        );
+        // A sparse stream (gap at 3) against the dense one: 0-2 only on a,
+        // and 0-1 (never held by a) only on b; seq 2 conflicts.
+        let sparse = view(&h, &[(1, "0-0"), (2, "0-1"), (4, "0-3")]);
+        assert!(sparse.dense().is_none());
+        let d = compare(&h, "a", &a, "b", &sparse).unwrap();
+        assert_eq!((d.first_seq, d.conflicting, d.only_a, d.only_b), (Some(2), 1, 1, 1));
+        assert_eq!(d.sample_ids, vec!["x", "0-1", "0-2"]);
+    }
 }

@@ -49,6 +49,14 @@ pub struct RunInput {
     pub cluster: Option<Recovered>,
 }
 
+/// Reads a run folder and checks it: [`load_run`] then [`check`]. What
+/// `jetsam run` calls after its read-back phase (it then sets `latency` and
+/// writes report.json).
+pub fn check_dir(dir: &std::path::Path, overrides: &Overrides) -> Result<Report, LoadRunError> {
+    let (input, config) = load_run(dir, overrides)?;
+    Ok(check(&input, &config))
+}
+
 /// Name of the cluster view in samples and per-view findings.
 pub const CLUSTER_VIEW: &str = "cluster";
 

@@ -62,6 +62,8 @@ enum Damage {
     Stranger(Index, bool),
     /// Every node lost the first messages of the stream.
     DropPrefix(Index),
+    /// One node holds a stranger where the others hold a written id.
+    Conflict(Index, Index),
 }
 
 fn damage() -> impl Strategy<Value = Damage> {
@@ -73,6 +75,7 @@ fn damage() -> impl Strategy<Value = Damage> {
         (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Damage::Swap(a, b)),
         (any::<Index>(), any::<bool>()).prop_map(|(n, garbage)| Damage::Stranger(n, garbage)),
         any::<Index>().prop_map(Damage::DropPrefix),
+        (any::<Index>(), any::<Index>()).prop_map(|(n, p)| Damage::Conflict(n, p)),
     ]
 }
 
@@ -241,6 +244,25 @@ proptest! {
                 let id = if *garbage { "not an id".to_string() } else { "99-0".to_string() };
                 held[node.index(m.nodes)].push((last_seq + 1, id));
                 want.unexpected = 1;
+            }
+            Damage::Conflict(node, pos) => {
+                prop_assume!(!stream.is_empty() && m.nodes >= 2);
+                let (node, pos) = (node.index(m.nodes), pos.index(stream.len()));
+                let (seq, id) = stream[pos].clone();
+                held[node][pos].1 = "77-0".to_string();
+                let was_acked = acked.iter().any(|a| a.to_string() == id);
+                want.unexpected = 1;
+                want.divergent_pairs = m.nodes - 1;
+                want.seq_mismatch = u64::from(was_acked);
+                want_node_lost[node] = u64::from(was_acked);
+                let r = run(&m, &held);
+                for d in &r.divergence {
+                    prop_assert_eq!(d.conflicting, 1);
+                    prop_assert_eq!(d.first_seq, Some(seq));
+                    let names = [d.a.as_str(), d.b.as_str()];
+                    let damaged = format!("n{}", node + 1);
+                    prop_assert!(names.contains(&damaged.as_str()), "{:?} lacks {}", names, damaged);
+                }
             }
             Damage::DropPrefix(k) => {
                 prop_assume!(!stream.is_empty());
