@@ -158,7 +158,63 @@ pub enum ErrorCode {
     Timeout,
     Unhealthy,
     BadRequest,
+    /// The node's request queue is full; nothing was done (definite), retry later.
+    Overloaded,
     Internal,
+}
+
+/// The deliberate bugs `jetsam-node --bug NAME` knows (docs/node.md).
+pub const KNOWN_BUGS: [&str; 3] = ["ack-before-write", "ack-before-fsync", "trust-corrupt-log"];
+
+/// Replica counts a stream may have.
+pub const REPLICAS_ALLOWED: [u32; 3] = [1, 3, 5];
+
+/// Checks a stream config for creation on a cluster of `cluster_nodes`
+/// nodes: the NATS ADR write-consistency rules (`async` only with one
+/// replica) and the reference node's own rule (every node is a replica, so
+/// replicas must equal the node count). Returns the error code and message
+/// the node answers with.
+pub fn check_create(config: &StreamConfig, cluster_nodes: u32) -> Result<(), (ErrorCode, String)> {
+    if config.name.is_empty() || config.name.len() > 255 {
+        return Err((ErrorCode::InvalidConfig, "stream name must be 1 to 255 bytes".into()));
+    }
+    if !REPLICAS_ALLOWED.contains(&config.replicas) {
+        return Err((ErrorCode::InvalidConfig, format!("replicas must be 1, 3 or 5, not {}", config.replicas)));
+    }
+    if config.consistency == Some(Mode::Async) && config.replicas != 1 {
+        return Err((
+            ErrorCode::AsyncRequiresR1,
+            format!("async consistency requires replicas = 1, not {} (use strong, or one replica)", config.replicas),
+        ));
+    }
+    if config.replicas != cluster_nodes {
+        return Err((
+            ErrorCode::InvalidConfig,
+            format!(
+                "replicas must equal the cluster's node count ({cluster_nodes}): every jetsam-node is a replica, not {}",
+                config.replicas
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an update of `old` to `new`: the creation rules plus the ADR's
+/// "an async stream cannot be scaled above one replica" and an unchanged name.
+pub fn check_update(old: &StreamConfig, new: &StreamConfig, cluster_nodes: u32) -> Result<(), (ErrorCode, String)> {
+    if old.name != new.name {
+        return Err((ErrorCode::InvalidConfig, format!("cannot rename stream {:?} to {:?}", old.name, new.name)));
+    }
+    if old.consistency == Some(Mode::Async) && new.replicas > 1 {
+        return Err((
+            ErrorCode::AsyncRequiresR1,
+            format!(
+                "cannot scale async stream {:?} to {} replicas: async requires replicas = 1",
+                old.name, new.replicas
+            ),
+        ));
+    }
+    check_create(new, cluster_nodes)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

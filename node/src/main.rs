@@ -1,4 +1,201 @@
+//! `jetsam-node`: one process per node of the reference replicated stream
+//! (docs/node.md). Parses the command line, recovers the data dir (stopping
+//! with a non-zero exit on corruption), binds its listeners, starts the
+//! event loop thread and the socket tasks, and turns SIGTERM/SIGINT into a
+//! clean shutdown (final fsync, exit 0).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use jetsam_core::exit;
+use jetsam_node::core::{Core, Event, Options};
+use jetsam_node::storage::Storage;
+use jetsam_node::{Bugs, KNOWN_BUGS, SyncPolicy, net};
+
+/// Bound of the event loop's input queue (client requests and peer messages).
+const EVENT_QUEUE_MAX: usize = 16_384;
+
+#[derive(Debug, Parser)]
+#[command(name = "jetsam-node", version, about = "jetsam's reference replicated stream node (docs/node.md)")]
+struct Args {
+    /// This node's name (e.g. n1); unique in the cluster.
+    #[arg(long)]
+    name: String,
+    /// Directory of this node's log segments and term/vote file (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address clients connect to (docs/node-protocol.md).
+    #[arg(long)]
+    client_addr: SocketAddr,
+    /// Address this node accepts peer connections on.
+    #[arg(long)]
+    peer_addr: SocketAddr,
+    /// Another node and the address to dial it at (possibly a proxy): NAME=HOST:PORT. Repeat per peer.
+    #[arg(long = "peer", value_name = "NAME=ADDR")]
+    peers: Vec<String>,
+    /// "always" (fsync before a record counts, group commit) or an interval such as 2m, 10s, 1s.
+    #[arg(long, default_value = "2m")]
+    sync: SyncPolicy,
+    /// Switch on a deliberate bug (repeatable): ack-before-write, ack-before-fsync, trust-corrupt-log.
+    #[arg(long = "bug", value_name = "NAME")]
+    bugs: Vec<String>,
+    /// Leader heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_ms: u64,
+    /// Shortest election timeout in milliseconds (the actual one is random in [min, 2*min)).
+    #[arg(long, default_value_t = 500)]
+    election_timeout_ms: u64,
+    /// A publish not committed within this many milliseconds is answered as a timeout (indefinite).
+    #[arg(long, default_value_t = 10_000)]
+    pending_timeout_ms: u64,
+}
+
+fn usage(message: String) -> ! {
+    eprintln!("error: {message}\n\nFor more information, try '--help'.");
+    std::process::exit(exit::BAD_INPUT);
+}
+
 fn main() {
-    eprintln!("jetsam-node: not built yet");
-    std::process::exit(4);
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+
+    let mut bugs = Bugs::default();
+    for name in &args.bugs {
+        if let Err(e) = bugs.enable(name) {
+            usage(e);
+        }
+    }
+    let mut peer_addrs: BTreeMap<String, SocketAddr> = BTreeMap::new();
+    for spec in &args.peers {
+        let Some((name, addr)) = spec.split_once('=') else {
+            usage(format!("--peer {spec:?} must be NAME=HOST:PORT"));
+        };
+        let addr: SocketAddr = addr.parse().unwrap_or_else(|e| usage(format!("--peer {spec:?}: bad address: {e}")));
+        if name.is_empty() || name == args.name || peer_addrs.insert(name.to_string(), addr).is_some() {
+            usage(format!("--peer {spec:?}: peer names must be non-empty, unique and differ from --name"));
+        }
+    }
+    if args.heartbeat_ms == 0 || args.election_timeout_ms < 2 * args.heartbeat_ms {
+        usage(format!(
+            "--election-timeout-ms ({}) must be at least twice --heartbeat-ms ({}), which must be positive",
+            args.election_timeout_ms, args.heartbeat_ms
+        ));
+    }
+    let mut names: Vec<String> = peer_addrs.keys().cloned().collect();
+    names.push(args.name.clone());
+    names.sort();
+    if ![1, 3, 5].contains(&names.len()) {
+        usage(format!("a cluster has 1, 3 or 5 nodes; this one has {} ({names:?})", names.len()));
+    }
+
+    let (storage, recovered) = match Storage::open(&args.data_dir, bugs.trust_corrupt_log, bugs.ack_before_write) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::exit(exit::ENVIRONMENT);
+        }
+    };
+    for note in &recovered.notes {
+        tracing::warn!("recovery: {note}");
+    }
+    tracing::info!(
+        node = %args.name,
+        sync = %args.sync,
+        bugs = ?args.bugs,
+        known_bugs = ?KNOWN_BUGS,
+        records = recovered.records.len(),
+        term = recovered.meta.term,
+        "recovered data dir {}",
+        args.data_dir.display()
+    );
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap_or_else(|e| {
+            tracing::error!("failed to start the async runtime: {e}");
+            std::process::exit(exit::ENVIRONMENT);
+        });
+    let bind = |addr: SocketAddr, what: &str| {
+        let listener = std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
+        match listener {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("failed to listen for {what} on {addr}: {e}; pick a free port");
+                std::process::exit(exit::ENVIRONMENT);
+            }
+        }
+    };
+    let client_listener = bind(args.client_addr, "clients");
+    let peer_listener = bind(args.peer_addr, "peers");
+
+    let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Event>(EVENT_QUEUE_MAX);
+    let mut peer_queues = BTreeMap::new();
+    {
+        let _guard = runtime.enter();
+        for (name, addr) in &peer_addrs {
+            let id = names.iter().position(|n| n == name).expect("peer is in names") as u64 + 1;
+            let (tx, rx) = tokio::sync::mpsc::channel(net::PEER_QUEUE_MAX);
+            peer_queues.insert(id, tx);
+            runtime.spawn(net::peer_out(args.name.clone(), name.clone(), *addr, rx));
+        }
+        let client_listener = tokio::net::TcpListener::from_std(client_listener).expect("inside the runtime");
+        let peer_listener = tokio::net::TcpListener::from_std(peer_listener).expect("inside the runtime");
+        runtime.spawn(net::serve_clients(client_listener, events_tx.clone()));
+        runtime.spawn(net::serve_peers(peer_listener, events_tx.clone()));
+    }
+
+    let opts = Options {
+        name: args.name.clone(),
+        names,
+        sync: args.sync,
+        bugs,
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        election_timeout_min: Duration::from_millis(args.election_timeout_ms),
+        pending_timeout: Duration::from_millis(args.pending_timeout_ms),
+    };
+    let core = match Core::new(opts, storage, recovered.meta, recovered.records, peer_queues) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("failed to start: {e}");
+            std::process::exit(exit::ENVIRONMENT);
+        }
+    };
+    let core_thread = std::thread::Builder::new()
+        .name("jetsam-node-core".into())
+        .spawn(move || core.run(events_rx))
+        .unwrap_or_else(|e| {
+            tracing::error!("failed to start the event loop thread: {e}");
+            std::process::exit(exit::ENVIRONMENT);
+        });
+
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("failed to install signal handlers");
+            std::process::exit(exit::ENVIRONMENT);
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        // The event loop fsyncs and exits the process; a full queue just delays it.
+        let mut event = Event::Shutdown;
+        loop {
+            match events_tx.try_send(event) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::TrySendError::Full(e)) => {
+                    event = e;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
+            }
+        }
+        std::future::pending::<()>().await
+    });
+    let _ = core_thread.join();
 }

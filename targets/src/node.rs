@@ -1,2 +1,671 @@
-//! The reference node (`jetsam-node`) as a target: its client protocol over
-//! TCP (docs/node-protocol.md) and the [`crate::Target`] implementation.
+//! The reference node (`jetsam-node`) as a target: finding its binary, an
+//! async client for its protocol (docs/node-protocol.md) with pipelining,
+//! and [`NodeTarget`], the [`crate::Target`] implementation the controller
+//! drives. It does not start or stop processes (the controller does) and
+//! never retries a publish that may have been written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jetsam_core::proto::{
+    self, ErrorCode, NodeStatus, ProtoError, Request, RequestBody, Response, ResponseBody, Role, StoredMessage,
+    StreamConfig,
+};
+use jetsam_core::recovered::RecoveredMsg;
+use jetsam_core::scenario::Scenario;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::{BoxFuture, CommandSpec, NodeSpec, PublishOutcome, Publisher, ReadBack, Target, TargetError};
+
+/// Environment variable naming the `jetsam-node` binary.
+pub const NODE_BIN_ENV: &str = "JETSAM_NODE_BIN";
+pub use jetsam_core::proto::KNOWN_BUGS;
+/// Requests one client connection keeps in flight at most.
+pub const CLIENT_INFLIGHT_MAX: usize = 1024;
+/// Messages asked for per read page.
+const READ_PAGE: u32 = 5000;
+/// Pages read at most from one node (bounds a read of a misbehaving node).
+const READ_PAGES_MAX: usize = 100_000;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A publish gives up (as `info`) after this long even if the caller's timeout is longer.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts of one publish that end in a definite "not here" (wrong node,
+/// no leader yet) before it is recorded as `fail`.
+const PUBLISH_ATTEMPTS_MAX: usize = 20;
+
+/// Finds the `jetsam-node` binary: `explicit`, else `$JETSAM_NODE_BIN`, else
+/// beside the current executable, else in its parent directory (test
+/// binaries live in `target/<profile>/deps`).
+pub fn find_node_binary(explicit: Option<&Path>) -> Result<PathBuf, TargetError> {
+    let missing = |detail: String| TargetError::Missing {
+        what: "jetsam-node binary".into(),
+        detail,
+        fix: "run `cargo build --workspace --bins` (or set JETSAM_NODE_BIN to the binary)".into(),
+    };
+    if let Some(p) = explicit {
+        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(missing(format!("{} does not exist", p.display()))) };
+    }
+    if let Some(p) = std::env::var_os(NODE_BIN_ENV) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(missing(format!("{NODE_BIN_ENV}={} does not exist", p.display())))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| missing(format!("cannot locate the current executable: {e}")))?;
+    let mut tried = Vec::new();
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join("jetsam-node");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        tried.push(candidate.display().to_string());
+        dir = d.parent();
+    }
+    Err(missing(format!("not found at {}", tried.join(" or "))))
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ClientError {
+    #[error("failed to connect to {addr}: {detail}")]
+    Connect { addr: SocketAddr, detail: String },
+    /// The connection was already closed: the request was never sent.
+    #[error("failed to send to {addr}: the connection is closed (the request was not sent)")]
+    NotSent { addr: SocketAddr },
+    /// The connection closed with the request in flight: it may have been handled.
+    #[error("failed to get an answer from {addr}: the connection closed with the request in flight")]
+    Lost { addr: SocketAddr },
+    #[error("failed to get an answer from {addr} within {waited:?}")]
+    Timeout { addr: SocketAddr, waited: Duration },
+}
+
+type Waiters = Mutex<HashMap<u64, oneshot::Sender<ResponseBody>>>;
+
+/// One pipelined connection to a node: many requests in flight (at most
+/// [`CLIENT_INFLIGHT_MAX`]), answers matched by `req_id`.
+pub struct Client {
+    addr: SocketAddr,
+    tx: mpsc::Sender<Vec<u8>>,
+    waiters: Arc<Waiters>,
+    closed: Arc<AtomicBool>,
+    next_id: AtomicU64,
+    inflight: Arc<Semaphore>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
+        let sock = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ClientError::Connect { addr, detail: e.to_string() }),
+            Err(_) => return Err(ClientError::Connect { addr, detail: format!("no connection within {timeout:?}") }),
+        };
+        let _ = sock.set_nodelay(true);
+        let (rd, mut wr) = sock.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CLIENT_INFLIGHT_MAX);
+        let waiters: Arc<Waiters> = Arc::new(Mutex::new(HashMap::new()));
+        let closed = Arc::new(AtomicBool::new(false));
+        let writer_closed = closed.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(mut buf) = rx.recv().await {
+                while buf.len() < (1 << 20)
+                    && let Ok(more) = rx.try_recv()
+                {
+                    buf.extend_from_slice(&more);
+                }
+                if wr.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+            writer_closed.store(true, Ordering::SeqCst);
+        });
+        let reader_waiters = waiters.clone();
+        let reader_closed = closed.clone();
+        let reader = tokio::spawn(async move {
+            let mut rd = BufReader::new(rd);
+            loop {
+                let mut prefix = [0u8; 4];
+                if rd.read_exact(&mut prefix).await.is_err() {
+                    break;
+                }
+                let Ok(len) = proto::frame_len(prefix) else { break };
+                let mut body = vec![0u8; len];
+                if rd.read_exact(&mut body).await.is_err() {
+                    break;
+                }
+                let Ok(resp) = proto::decode_body::<Response>(&body) else { break };
+                let waiter = reader_waiters.lock().expect("waiters lock").remove(&resp.req_id);
+                if let Some(w) = waiter {
+                    let _ = w.send(resp.body);
+                }
+            }
+            reader_closed.store(true, Ordering::SeqCst);
+            // Dropping the senders wakes every waiter with "connection lost".
+            reader_waiters.lock().expect("waiters lock").clear();
+        });
+        Ok(Client {
+            addr,
+            tx,
+            waiters,
+            closed,
+            next_id: AtomicU64::new(1),
+            inflight: Arc::new(Semaphore::new(CLIENT_INFLIGHT_MAX)),
+            tasks: vec![writer, reader],
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Sends one request and waits (at most `timeout`, queueing for an
+    /// in-flight slot included) for its answer.
+    pub async fn request(&self, body: RequestBody, timeout: Duration) -> Result<ResponseBody, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = || ClientError::Timeout { addr: self.addr, waited: timeout };
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.inflight.acquire()).await else {
+            return Err(timed_out());
+        };
+        if self.is_closed() {
+            return Err(ClientError::NotSent { addr: self.addr });
+        }
+        let req_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (wtx, wrx) = oneshot::channel();
+        self.waiters.lock().expect("waiters lock").insert(req_id, wtx);
+        let frame = proto::encode_frame(&Request { req_id, body });
+        match tokio::time::timeout_at(deadline, self.tx.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                self.waiters.lock().expect("waiters lock").remove(&req_id);
+                return Err(ClientError::NotSent { addr: self.addr });
+            }
+            Err(_) => {
+                self.waiters.lock().expect("waiters lock").remove(&req_id);
+                return Err(timed_out());
+            }
+        }
+        match tokio::time::timeout_at(deadline, wrx).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(_)) => Err(ClientError::Lost { addr: self.addr }),
+            Err(_) => {
+                self.waiters.lock().expect("waiters lock").remove(&req_id);
+                Err(timed_out())
+            }
+        }
+    }
+
+    pub async fn status(&self, timeout: Duration) -> Result<NodeStatus, String> {
+        match self.request(RequestBody::Status, timeout).await {
+            Ok(ResponseBody::Status { status }) => Ok(status),
+            Ok(other) => Err(format!("unexpected answer to status: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Reads all messages with `ReadLocal` (`local`) or `ReadCluster`, paging until `more == false`.
+    pub async fn read_all(&self, stream: &str, local: bool) -> Result<Vec<StoredMessage>, String> {
+        let mut out: Vec<StoredMessage> = Vec::new();
+        let mut from_seq = 1;
+        for _ in 0..READ_PAGES_MAX {
+            let body = if local {
+                RequestBody::ReadLocal { stream: stream.to_string(), from_seq, max: READ_PAGE }
+            } else {
+                RequestBody::ReadCluster { stream: stream.to_string(), from_seq, max: READ_PAGE }
+            };
+            match self.request(body, READ_TIMEOUT).await {
+                Ok(ResponseBody::Messages { messages, more }) => {
+                    if let Some(last) = messages.last() {
+                        from_seq = last.seq + 1;
+                    }
+                    let empty = messages.is_empty();
+                    out.extend(messages);
+                    if !more {
+                        return Ok(out);
+                    }
+                    if empty {
+                        return Err(format!("{} said more messages follow but sent none", self.addr));
+                    }
+                }
+                Ok(ResponseBody::Error { error }) => {
+                    return Err(format!("{}: {:?}: {}", self.addr, error.code, error.message));
+                }
+                Ok(other) => return Err(format!("unexpected answer to a read: {other:?}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("{} kept saying more messages follow after {READ_PAGES_MAX} pages", self.addr))
+    }
+}
+
+async fn probe(addr: SocketAddr) -> Result<NodeStatus, String> {
+    let client = Client::connect(addr, CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
+    client.status(PROBE_TIMEOUT).await
+}
+
+/// Status of every node (in node order), errors as text.
+async fn statuses(nodes: &[NodeSpec]) -> Vec<(String, Result<NodeStatus, String>)> {
+    let futures: Vec<_> = nodes.iter().map(|n| async move { (n.name.clone(), probe(n.client_addr).await) }).collect();
+    let mut out = Vec::with_capacity(futures.len());
+    for f in futures {
+        out.push(f.await);
+    }
+    out
+}
+
+/// The node that says it leads, in the highest term.
+fn leader_of(statuses: &[(String, Result<NodeStatus, String>)]) -> Option<String> {
+    statuses
+        .iter()
+        .filter_map(|(name, s)| s.as_ref().ok().filter(|s| s.role == Role::Leader).map(|s| (s.term, name.clone())))
+        .max()
+        .map(|(_, name)| name)
+}
+
+fn describe(statuses: &[(String, Result<NodeStatus, String>)]) -> String {
+    statuses
+        .iter()
+        .map(|(name, s)| match s {
+            Ok(s) => format!(
+                "{name}: {:?} term {} commit {} last_seq {} leader {:?}",
+                s.role, s.term, s.commit_index, s.last_seq, s.leader
+            ),
+            Err(e) => format!("{name}: {e}"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn stream_config(scenario: &Scenario) -> StreamConfig {
+    StreamConfig {
+        name: stream_name(scenario),
+        replicas: scenario.stream.replicas,
+        consistency: scenario.stream.consistency,
+    }
+}
+
+/// The stream every run uses.
+pub fn stream_name(_scenario: &Scenario) -> String {
+    "jetsam".to_string()
+}
+
+/// Publishes through whichever node leads, following `NotLeader` hints.
+pub struct NodePublisher {
+    nodes: Vec<(String, SocketAddr)>,
+    current: Mutex<(usize, Option<Arc<Client>>)>,
+    stream: String,
+}
+
+impl NodePublisher {
+    pub fn new(nodes: Vec<(String, SocketAddr)>, start: usize, stream: String) -> NodePublisher {
+        assert!(!nodes.is_empty(), "a publisher needs at least one node");
+        let start = start % nodes.len();
+        NodePublisher { nodes, current: Mutex::new((start, None)), stream }
+    }
+
+    async fn client(&self) -> Result<(usize, Arc<Client>), ClientError> {
+        let (idx, existing) = {
+            let cur = self.current.lock().expect("publisher lock");
+            (cur.0, cur.1.clone())
+        };
+        if let Some(c) = existing
+            && !c.is_closed()
+        {
+            return Ok((idx, c));
+        }
+        let client = Arc::new(Client::connect(self.nodes[idx].1, CONNECT_TIMEOUT).await?);
+        let mut cur = self.current.lock().expect("publisher lock");
+        if cur.0 == idx {
+            cur.1 = Some(client.clone());
+        }
+        Ok((idx, client))
+    }
+
+    /// Moves to `hint` (a node name) or else the next node, dropping the connection.
+    fn switch(&self, from: usize, hint: Option<&str>) {
+        let mut cur = self.current.lock().expect("publisher lock");
+        if cur.0 != from {
+            return; // another publish already moved on
+        }
+        let next =
+            hint.and_then(|h| self.nodes.iter().position(|(n, _)| n == h)).unwrap_or((from + 1) % self.nodes.len());
+        if next != from || hint.is_none() {
+            *cur = (next, None);
+        }
+    }
+
+    async fn publish_inner(&self, id: String, payload: Vec<u8>) -> PublishOutcome {
+        let deadline = Instant::now() + PUBLISH_TIMEOUT;
+        let mut last_error = String::from("no attempt made");
+        for attempt in 0..PUBLISH_ATTEMPTS_MAX {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20 * attempt.min(10) as u64)).await;
+            }
+            let (idx, client) = match self.client().await {
+                Ok(x) => x,
+                Err(e) => {
+                    last_error = e.to_string();
+                    let from = self.current.lock().expect("publisher lock").0;
+                    self.switch(from, None);
+                    continue;
+                }
+            };
+            let node = self.nodes[idx].0.clone();
+            let body = RequestBody::Publish { stream: self.stream.clone(), id: id.clone(), payload: payload.clone() };
+            match client.request(body, left).await {
+                Ok(ResponseBody::PubAck { seq }) => return PublishOutcome::Ok { seq, node },
+                Ok(ResponseBody::Error { error }) => {
+                    let ProtoError { code, message, definite, leader_hint } = error;
+                    let text = format!("{node}: {code:?}: {message}");
+                    if !definite {
+                        self.switch(idx, leader_hint.as_deref());
+                        return PublishOutcome::Info { error: text };
+                    }
+                    match code {
+                        ErrorCode::NotLeader | ErrorCode::Overloaded | ErrorCode::NoQuorum | ErrorCode::Unhealthy => {
+                            if code != ErrorCode::Overloaded {
+                                self.switch(idx, leader_hint.as_deref());
+                            }
+                            last_error = text;
+                        }
+                        _ => return PublishOutcome::Fail { error: text },
+                    }
+                }
+                Ok(other) => return PublishOutcome::Info { error: format!("{node}: unexpected answer {other:?}") },
+                Err(ClientError::NotSent { .. }) | Err(ClientError::Connect { .. }) => {
+                    last_error = format!("{node}: connection closed before sending");
+                    self.switch(idx, None);
+                }
+                Err(e) => {
+                    self.switch(idx, None);
+                    return PublishOutcome::Info { error: format!("{node}: {e}") };
+                }
+            }
+        }
+        PublishOutcome::Fail { error: format!("not written: no node accepted it ({last_error})") }
+    }
+}
+
+impl Publisher for NodePublisher {
+    fn publish(&self, id: String, payload: Vec<u8>) -> BoxFuture<'_, PublishOutcome> {
+        Box::pin(self.publish_inner(id, payload))
+    }
+}
+
+/// The reference node as a [`Target`].
+#[derive(Debug, Clone)]
+pub struct NodeTarget {
+    binary: PathBuf,
+}
+
+impl NodeTarget {
+    pub fn new(binary: PathBuf) -> NodeTarget {
+        NodeTarget { binary }
+    }
+
+    /// Finds the binary as [`find_node_binary`] does.
+    pub fn locate(explicit: Option<&Path>) -> Result<NodeTarget, TargetError> {
+        find_node_binary(explicit).map(NodeTarget::new)
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+}
+
+fn check_sync(sync: &str) -> Result<(), String> {
+    if sync == "always" {
+        return Ok(());
+    }
+    match jetsam_core::duration::parse_duration(sync) {
+        Ok(d) if !d.is_zero() => Ok(()),
+        Ok(_) => Err(format!("stream.sync {sync:?} must be positive")),
+        Err(e) => Err(format!("stream.sync: {e}")),
+    }
+}
+
+impl Target for NodeTarget {
+    fn kind(&self) -> &'static str {
+        "node"
+    }
+
+    fn validate(&self, scenario: &Scenario) -> Result<(), (String, String)> {
+        if ![1, 3, 5].contains(&scenario.nodes) {
+            return Err((
+                format!("the node target runs 1, 3 or 5 nodes, not {}", scenario.nodes),
+                "set nodes = 1, 3 or 5".into(),
+            ));
+        }
+        if let Err((code, message)) = proto::check_create(&stream_config(scenario), scenario.nodes) {
+            let fix = match code {
+                ErrorCode::AsyncRequiresR1 => "set stream.consistency = \"strong\" or stream.replicas = 1 (NATS ADR)",
+                _ => "set stream.replicas equal to nodes (every jetsam-node is a replica)",
+            };
+            return Err((message, fix.into()));
+        }
+        if let Some(bug) = &scenario.target.bug
+            && !KNOWN_BUGS.contains(&bug.as_str())
+        {
+            return Err((format!("unknown node bug {bug:?}"), format!("use one of: {}", KNOWN_BUGS.join(", "))));
+        }
+        if let Some(sync) = &scenario.stream.sync
+            && let Err(e) = check_sync(sync)
+        {
+            return Err((e, "write stream.sync = \"always\" or an interval such as \"2m\", \"1s\"".into()));
+        }
+        Ok(())
+    }
+
+    fn command(&self, scenario: &Scenario, node: &NodeSpec) -> Result<CommandSpec, TargetError> {
+        let mut args = vec![
+            "--name".to_string(),
+            node.name.clone(),
+            "--data-dir".into(),
+            node.data_dir.display().to_string(),
+            "--client-addr".into(),
+            node.client_addr.to_string(),
+            "--peer-addr".into(),
+            node.peer_listen_addr.to_string(),
+        ];
+        for (name, addr) in &node.peers {
+            args.push("--peer".into());
+            args.push(format!("{name}={addr}"));
+        }
+        if let Some(sync) = &scenario.stream.sync {
+            args.push("--sync".into());
+            args.push(sync.clone());
+        }
+        if let Some(bug) = &scenario.target.bug {
+            args.push("--bug".into());
+            args.push(bug.clone());
+        }
+        Ok(CommandSpec { program: self.binary.clone(), args, env: BTreeMap::new() })
+    }
+
+    fn wait_ready<'a>(&'a self, nodes: &'a [NodeSpec], timeout: Duration) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let s = statuses(nodes).await;
+                if s.iter().all(|(_, r)| r.is_ok()) && leader_of(&s).is_some() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(TargetError::Timeout {
+                        action: "wait for every node to answer and a leader to be elected".into(),
+                        waited: timeout,
+                        detail: describe(&s),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    fn create_stream<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + timeout;
+            let config = stream_config(scenario);
+            let mut last = String::from("no leader found");
+            while Instant::now() < deadline {
+                let s = statuses(nodes).await;
+                if let Some(leader) = leader_of(&s) {
+                    let addr = nodes.iter().find(|n| n.name == leader).expect("leader is a node").client_addr;
+                    let answer = match Client::connect(addr, CONNECT_TIMEOUT).await {
+                        Ok(c) => {
+                            c.request(RequestBody::CreateStream { config: config.clone() }, PROBE_TIMEOUT * 3).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match answer {
+                        Ok(ResponseBody::Created { .. }) => return Ok(()),
+                        Ok(ResponseBody::Error { error })
+                            if matches!(
+                                error.code,
+                                ErrorCode::InvalidConfig | ErrorCode::AsyncRequiresR1 | ErrorCode::StreamExists
+                            ) =>
+                        {
+                            return Err(TargetError::Other {
+                                action: format!("create stream {:?}", config.name),
+                                detail: format!("{leader} refused: {:?}: {}", error.code, error.message),
+                            });
+                        }
+                        Ok(other) => last = format!("{leader}: {other:?}"),
+                        Err(e) => last = e.to_string(),
+                    }
+                } else {
+                    last = describe(&s);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(TargetError::Timeout {
+                action: format!("create stream {:?}", config.name),
+                waited: timeout,
+                detail: last,
+            })
+        })
+    }
+
+    fn publisher<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        client: u32,
+    ) -> BoxFuture<'a, Result<Box<dyn Publisher>, TargetError>> {
+        Box::pin(async move {
+            if nodes.is_empty() {
+                return Err(TargetError::Other { action: "make a publisher".into(), detail: "no nodes".into() });
+            }
+            let list = nodes.iter().map(|n| (n.name.clone(), n.client_addr)).collect();
+            // Spread first connections over the nodes; NotLeader hints then
+            // bring every client to the leader within one round trip.
+            let p = NodePublisher::new(list, client as usize, stream_name(scenario));
+            Ok(Box::new(p) as Box<dyn Publisher>)
+        })
+    }
+
+    fn leader<'a>(&'a self, nodes: &'a [NodeSpec]) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move { leader_of(&statuses(nodes).await) })
+    }
+
+    fn wait_converged<'a>(
+        &'a self,
+        _scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let s = statuses(nodes).await;
+                let ok: Vec<&NodeStatus> = s.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+                if ok.len() == nodes.len()
+                    && leader_of(&s).is_some()
+                    && ok.windows(2).all(|w| w[0].last_seq == w[1].last_seq && w[0].commit_index == w[1].commit_index)
+                {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(TargetError::Timeout {
+                        action: "wait for every replica to hold the same last sequence and commit index under a leader"
+                            .into(),
+                        waited: timeout,
+                        detail: describe(&s),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    fn read_back_mode(&self) -> ReadBack {
+        ReadBack::Live
+    }
+
+    fn read_node<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        node: &'a NodeSpec,
+    ) -> BoxFuture<'a, Result<Vec<RecoveredMsg>, String>> {
+        Box::pin(async move {
+            let client = Client::connect(node.client_addr, CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
+            let msgs = client.read_all(&stream_name(scenario), true).await?;
+            Ok(msgs.into_iter().map(|m| RecoveredMsg { seq: m.seq, id: m.id }).collect())
+        })
+    }
+
+    fn read_cluster<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+    ) -> BoxFuture<'a, Option<Result<Vec<RecoveredMsg>, String>>> {
+        Box::pin(async move {
+            let result = async {
+                let s = statuses(nodes).await;
+                let leader = leader_of(&s).ok_or_else(|| format!("no leader to read through ({})", describe(&s)))?;
+                let addr = nodes.iter().find(|n| n.name == leader).expect("leader is a node").client_addr;
+                let client = Client::connect(addr, CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
+                let msgs = client.read_all(&stream_name(scenario), false).await?;
+                Ok(msgs.into_iter().map(|m| RecoveredMsg { seq: m.seq, id: m.id }).collect())
+            }
+            .await;
+            Some(result)
+        })
+    }
+
+    fn default_corrupt_globs(&self) -> Vec<String> {
+        vec!["log/*.seg".to_string()]
+    }
+}

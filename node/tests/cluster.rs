@@ -1,0 +1,161 @@
+//! Multi-process tests: real `jetsam-node` clusters of 1, 3 and 5 nodes.
+//! The failover test kills the leader with SIGKILL mid-load, keeps
+//! publishing through the new leader, restarts the old one and checks that
+//! every acknowledged message is on every node at its acknowledged sequence.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Cluster, runtime, scenario};
+use jetsam_targets::{PublishOutcome, Publisher, Target};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Publishes `count` messages from `clients` concurrent clients, ids
+/// `<client>-<k>` offset by `base`; returns acked id -> seq and the number of
+/// non-ok outcomes.
+async fn publish_load(c: &Cluster, clients: u32, count: u32, base: u32) -> (BTreeMap<String, u64>, usize) {
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let p: Arc<dyn Publisher> =
+            Arc::from(c.target.publisher(&c.scenario, &c.specs, client).await.expect("publisher"));
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut other = 0;
+            for k in 0..count / clients {
+                let id = format!("{client}-{}", base + k);
+                match tokio::time::timeout(Duration::from_secs(15), p.publish(id.clone(), vec![b'x'; 128])).await {
+                    Ok(PublishOutcome::Ok { seq, .. }) => acked.push((id, seq)),
+                    Ok(_) | Err(_) => other += 1,
+                }
+            }
+            (acked, other)
+        }));
+    }
+    let mut all = BTreeMap::new();
+    let mut other = 0;
+    for t in tasks {
+        let (acked, o) = t.await.expect("publisher task");
+        other += o;
+        for (id, seq) in acked {
+            assert!(all.insert(id, seq).is_none(), "an id is acked once");
+        }
+    }
+    (all, other)
+}
+
+/// Every node holds every acked id at its acked sequence, and all nodes hold the same stream.
+async fn assert_all_nodes_hold(c: &Cluster, acked: &BTreeMap<String, u64>) {
+    let mut first: Option<Vec<(u64, String)>> = None;
+    for spec in &c.specs {
+        let msgs = c.target.read_node(&c.scenario, spec).await.expect("read-local");
+        let by_seq: BTreeMap<u64, &str> = msgs.iter().map(|m| (m.seq, m.id.as_str())).collect();
+        for (id, seq) in acked {
+            assert_eq!(by_seq.get(seq).copied(), Some(id.as_str()), "{} lost acked {id} at seq {seq}", spec.name);
+        }
+        let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
+        assert!(seqs.iter().enumerate().all(|(i, s)| *s == i as u64 + 1), "{}: sequences are 1..n", spec.name);
+        let view: Vec<(u64, String)> = msgs.into_iter().map(|m| (m.seq, m.id)).collect();
+        match &first {
+            None => first = Some(view),
+            Some(f) => assert_eq!(f, &view, "{} diverges from {}", spec.name, c.specs[0].name),
+        }
+    }
+    let cluster = c.target.read_cluster(&c.scenario, &c.specs).await.expect("node offers a cluster view");
+    let cluster = cluster.expect("read through the leader");
+    assert_eq!(cluster.len(), first.expect("at least one node").len(), "cluster view has every committed message");
+}
+
+#[test]
+fn three_nodes_survive_leader_sigkill() {
+    let mut c = Cluster::start(scenario(3, 3, None, "always", None));
+    let rt = runtime();
+    rt.block_on(async {
+        c.target.wait_ready(&c.specs, WAIT).await.expect("cluster ready");
+        c.target.create_stream(&c.scenario, &c.specs, WAIT).await.expect("stream created");
+        let (mut acked, _) = publish_load(&c, 4, 200, 0).await;
+        assert_eq!(acked.len(), 200, "a healthy cluster acks every publish");
+
+        let old = c.target.leader(&c.specs).await.expect("a leader");
+        let old_i = c.index_of(&old);
+        // Kill the leader while publishes are in flight.
+        let pid = c.children[old_i].as_ref().expect("running").id() as i32;
+        let load = publish_load(&c, 4, 200, 1000);
+        let killer = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // SAFETY: kill(2) on our own child's pid (reaped below).
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        };
+        let ((during, _), ()) = tokio::join!(load, killer);
+        c.children[old_i].take().expect("killed").wait().expect("reap");
+        acked.extend(during);
+
+        let deadline = std::time::Instant::now() + WAIT;
+        let new = loop {
+            if let Some(l) = c.target.leader(&c.specs).await
+                && l != old
+            {
+                break l;
+            }
+            assert!(std::time::Instant::now() < deadline, "no new leader within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_ne!(new, old);
+        let (after, other) = publish_load(&c, 4, 200, 2000).await;
+        assert_eq!(after.len(), 200, "two of three nodes ack every publish ({other} not ok)");
+        acked.extend(after);
+
+        c.start_node(old_i);
+        c.target.wait_converged(&c.scenario, &c.specs, WAIT).await.expect("replicas converge");
+        assert_all_nodes_hold(&c, &acked).await;
+    });
+}
+
+#[test]
+fn one_node_cluster_acks_and_reads_back() {
+    let mut c = Cluster::start(scenario(1, 1, None, "always", None));
+    let rt = runtime();
+    let acked = rt.block_on(async {
+        c.target.wait_ready(&c.specs, WAIT).await.expect("ready");
+        c.target.create_stream(&c.scenario, &c.specs, WAIT).await.expect("stream");
+        let (acked, other) = publish_load(&c, 2, 100, 0).await;
+        assert_eq!((acked.len(), other), (100, 0));
+        assert_all_nodes_hold(&c, &acked).await;
+        acked
+    });
+    // A clean shutdown fsyncs and exits 0; a restart recovers everything.
+    let status = c.terminate(0);
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0; log:\n{}", c.log(0));
+    c.start_node(0);
+    rt.block_on(async {
+        c.target.wait_ready(&c.specs, WAIT).await.expect("ready after restart");
+        assert_all_nodes_hold(&c, &acked).await;
+    });
+}
+
+#[test]
+fn five_node_cluster_survives_two_kills() {
+    let mut c = Cluster::start(scenario(5, 5, None, "1s", None));
+    let rt = runtime();
+    rt.block_on(async {
+        c.target.wait_ready(&c.specs, WAIT).await.expect("ready");
+        c.target.create_stream(&c.scenario, &c.specs, WAIT).await.expect("stream");
+        let (mut acked, _) = publish_load(&c, 2, 100, 0).await;
+        assert_eq!(acked.len(), 100);
+        let leader = c.target.leader(&c.specs).await.expect("leader");
+        let li = c.index_of(&leader);
+        let other = (li + 1) % 5;
+        c.kill(li);
+        c.kill(other);
+        let (more, _) = publish_load(&c, 2, 100, 500).await;
+        assert_eq!(more.len(), 100, "three of five nodes are a quorum");
+        acked.extend(more);
+        c.start_node(li);
+        c.start_node(other);
+        c.target.wait_converged(&c.scenario, &c.specs, WAIT).await.expect("converged");
+        assert_all_nodes_hold(&c, &acked).await;
+    });
+}

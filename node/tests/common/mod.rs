@@ -1,0 +1,163 @@
+//! Test cluster of real `jetsam-node` processes on free loopback ports,
+//! started through `NodeTarget::command` exactly as the controller would.
+//! Every child is SIGKILLed when the cluster is dropped, even on panic.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jetsam_core::scenario::Scenario;
+use jetsam_targets::node::NodeTarget;
+use jetsam_targets::{NodeSpec, Target};
+
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+pub fn scenario(nodes: u32, replicas: u32, consistency: Option<&str>, sync: &str, bug: Option<&str>) -> Scenario {
+    let mut text = format!(
+        "name = \"t\"\nnodes = {nodes}\nduration = \"5s\"\n[stream]\nreplicas = {replicas}\nsync = \"{sync}\"\n"
+    );
+    if let Some(c) = consistency {
+        text.push_str(&format!("consistency = \"{c}\"\n"));
+    }
+    if let Some(b) = bug {
+        text.push_str(&format!("[target]\nbug = \"{b}\"\n"));
+    }
+    Scenario::from_toml_str("test", &text).expect("test scenario parses")
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub target: NodeTarget,
+    pub scenario: Scenario,
+    pub specs: Vec<NodeSpec>,
+    pub children: Vec<Option<Child>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Cluster {
+    pub fn start(scenario: Scenario) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let target = NodeTarget::new(PathBuf::from(env!("CARGO_BIN_EXE_jetsam-node")));
+        target.validate(&scenario).expect("test scenario is valid");
+        let names = scenario.node_names();
+        let peer_addrs: Vec<SocketAddr> = names.iter().map(|_| free_addr()).collect();
+        let specs: Vec<NodeSpec> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let peers: BTreeMap<String, SocketAddr> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(j, n)| (n.clone(), peer_addrs[j]))
+                    .collect();
+                let data_dir = dir.path().join(name).join("data");
+                let conf_dir = dir.path().join(name).join("conf");
+                std::fs::create_dir_all(&data_dir).expect("data dir");
+                std::fs::create_dir_all(&conf_dir).expect("conf dir");
+                NodeSpec {
+                    name: name.clone(),
+                    data_dir,
+                    conf_dir,
+                    client_addr: free_addr(),
+                    peer_listen_addr: peer_addrs[i],
+                    peers,
+                    monitor_addr: free_addr(),
+                    dead_addr: free_addr(),
+                }
+            })
+            .collect();
+        let mut cluster = Cluster { dir, target, scenario, children: specs.iter().map(|_| None).collect(), specs };
+        for i in 0..cluster.specs.len() {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.specs[i].name).join("node.log")
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "node {i} is already running");
+        let cmd = self.target.command(&self.scenario, &self.specs[i]).expect("command");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(i)).expect("log file");
+        let child = Command::new(&cmd.program)
+            .args(&cmd.args)
+            .envs(&cmd.env)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn jetsam-node");
+        self.children[i] = Some(child);
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        let mut child = self.children[i].take().expect("node is running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut child = self.children[i].take().expect("node is running");
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM delivered");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {i} did not exit within 10s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) for a stopped-by-itself node to exit, returning its status.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.children[i].take().expect("node was started");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {i} still running after {timeout:?}; log:\n{}", self.log(i));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    pub fn index_of(&self, name: &str) -> usize {
+        self.specs.iter().position(|s| s.name == name).expect("known node")
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
