@@ -34,8 +34,9 @@
 //!
 //! # What it does not do
 //!
-//! No latency, reordering, duplication or partial loss: a link either passes
-//! everything or nothing. It does not stop nodes from reaching each other
+//! No reordering, duplication or partial loss: a link passes everything
+//! (after an optional added [`Latency`], [`LinkProxies::set_latency`]) or
+//! nothing. It does not stop nodes from reaching each other
 //! directly: the target must configure every node with the proxy addresses
 //! only (and, for NATS, advertise a dead address so gossip does not leak the
 //! real ones; see FIELD-NOTES.md). It does not pick what to cut on its own:
@@ -88,6 +89,11 @@ use tokio::task::{JoinHandle, JoinSet};
 const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Bytes read per forwarding step.
 const FORWARD_BUFFER_BYTES: usize = 256 * 1024;
+/// Bytes a delayed direction holds before it stops reading (backpressure).
+const DELAY_QUEUE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest delay or jitter accepted; larger values are clamped (a delay that
+/// long is a partition, use one).
+const LATENCY_US_MAX: u64 = 10_000_000;
 
 /// One directed link: connections `from` opens to `to` are forwarded to `upstream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +132,24 @@ struct Mode {
     /// connection can tell it lived through a cut even if it missed both the
     /// cut and the heal notifications.
     cuts: u64,
+    /// Added one-way latency (0 = none).
+    latency: Latency,
+}
+
+/// Added one-way latency on a link: each chunk of bytes the proxy reads is
+/// held for `delay_us` plus a uniform `0..=jitter_us`, in order (a later
+/// chunk never overtakes an earlier one, as on one TCP connection). Applies to
+/// both directions of the link's connections, like a cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+pub struct Latency {
+    pub delay_us: u64,
+    pub jitter_us: u64,
+}
+
+impl Latency {
+    pub fn is_none(&self) -> bool {
+        self.delay_us == 0 && self.jitter_us == 0
+    }
 }
 
 /// What a connection may do under the link's current mode.
@@ -237,8 +261,44 @@ impl LinkProxies {
         }
     }
 
-    /// Restores every link. Connections that lived through a cut are reset;
-    /// their buffered bytes are dropped.
+    /// Makes the set of slowed links exactly `links`, each with `latency`;
+    /// every other link gets none (so an empty set clears all latency).
+    /// Independent of cuts: [`LinkProxies::heal`] does not clear latency.
+    /// Delay and jitter above 10 s are clamped to 10 s. Bytes already held
+    /// keep their release time; the new latency applies to bytes read after.
+    pub fn set_latency(&self, links: &BTreeSet<(String, String)>, latency: Latency) {
+        let latency = Latency {
+            delay_us: latency.delay_us.min(LATENCY_US_MAX),
+            jitter_us: latency.jitter_us.min(LATENCY_US_MAX),
+        };
+        for pair in links {
+            if !self.proxies.contains_key(pair) {
+                tracing::warn!(from = %pair.0, to = %pair.1, "latency names a link with no proxy; ignored");
+            }
+        }
+        for (pair, proxy) in &self.proxies {
+            let want = if links.contains(pair) { latency } else { Latency::default() };
+            proxy.mode.send_if_modified(|mode| {
+                let changed = mode.latency != want;
+                mode.latency = want;
+                changed
+            });
+        }
+    }
+
+    /// The links with added latency now.
+    pub fn slow_links(&self) -> BTreeMap<(String, String), Latency> {
+        self.proxies
+            .iter()
+            .filter_map(|(pair, p)| {
+                let latency = p.mode.borrow().latency;
+                (!latency.is_none()).then(|| (pair.clone(), latency))
+            })
+            .collect()
+    }
+
+    /// Restores every cut link. Connections that lived through a cut are
+    /// reset; their buffered bytes are dropped. Latency is left as it is.
     pub fn heal(&self) {
         self.partition(&BTreeSet::new());
     }
@@ -381,6 +441,12 @@ async fn pump(
         if wait_uncut(&mut mode, birth).await == Gate::Reset {
             return Flow::Reset;
         }
+        if !mode.borrow().latency.is_none() {
+            match pump_delayed(src, dst, &mut mode, birth, &mut buf).await {
+                Some(flow) => return flow,
+                None => continue 'forward,
+            }
+        }
         let n = tokio::select! {
             biased;
             changed = mode.changed() => {
@@ -417,6 +483,88 @@ async fn pump(
                     Ok(k) => written += k,
                 },
             }
+        }
+    }
+}
+
+/// Bytes read from one side, waiting for their release time.
+struct Held {
+    release: tokio::time::Instant,
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+/// Forwards one direction while the link has latency: reading and writing
+/// run side by side (so a byte's delay counts from when the proxy read it,
+/// not from when the previous chunk left), through a queue bounded by
+/// [`DELAY_QUEUE_BYTES_MAX`]. Returns `None` once the latency is gone and the
+/// queue is empty (back to the plain pump), else how the direction ended.
+async fn pump_delayed(
+    src: &mut OwnedReadHalf,
+    dst: &mut OwnedWriteHalf,
+    mode: &mut watch::Receiver<Mode>,
+    birth: Birth,
+    buf: &mut [u8],
+) -> Option<Flow> {
+    use rand::SeedableRng;
+    // Jitter needs no seed: proxy timing is not replayable anyway.
+    let mut rng = rand_chacha::ChaCha8Rng::from_entropy();
+    let mut queue: std::collections::VecDeque<Held> = std::collections::VecDeque::new();
+    let mut queued_bytes = 0usize;
+    let mut last_release = tokio::time::Instant::now();
+    let mut eof = false;
+    loop {
+        let now_mode = *mode.borrow_and_update();
+        if gate(now_mode, birth) != Gate::Pass {
+            // Held bytes are dropped with the connection, which is reset at heal.
+            return Some(if wait_uncut(mode, birth).await == Gate::Reset { Flow::Reset } else { continue });
+        }
+        if queue.is_empty() {
+            if eof {
+                return Some(if dst.shutdown().await.is_ok() { Flow::Eof } else { Flow::Reset });
+            }
+            if now_mode.latency.is_none() {
+                return None;
+            }
+        }
+        let now = tokio::time::Instant::now();
+        let front_release = queue.front().map(|h| h.release);
+        let due = front_release.is_some_and(|r| r <= now);
+        let can_read = !eof && queued_bytes < DELAY_QUEUE_BYTES_MAX;
+        tokio::select! {
+            biased;
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    return Some(Flow::Reset);
+                }
+            }
+            wrote = async {
+                let h = queue.front().expect("due implies a queued chunk");
+                dst.write(&h.bytes[h.written..]).await
+            }, if due => match wrote {
+                Ok(0) | Err(_) => return Some(Flow::Reset),
+                Ok(k) => {
+                    let h = queue.front_mut().expect("due implies a queued chunk");
+                    h.written += k;
+                    if h.written == h.bytes.len() {
+                        queued_bytes -= h.bytes.len();
+                        queue.pop_front();
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(front_release.unwrap_or(now)), if !due && front_release.is_some() => {}
+            read = src.read(buf), if can_read => match read {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    let latency = now_mode.latency;
+                    let extra_us = latency.delay_us + rng.gen_range(0..=latency.jitter_us);
+                    let release = (tokio::time::Instant::now() + Duration::from_micros(extra_us)).max(last_release);
+                    last_release = release;
+                    queued_bytes += n;
+                    queue.push_back(Held { release, bytes: buf[..n].to_vec(), written: 0 });
+                }
+                Err(_) => return Some(Flow::Reset),
+            },
         }
     }
 }

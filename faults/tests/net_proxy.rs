@@ -2,12 +2,12 @@
 //! and new connections, heal resets what lived through the cut and lets new
 //! connections flow, and directed links are independent.
 
-use jetsam_faults::net::{Link, LinkProxies, NetError};
-use std::collections::BTreeSet;
+use jetsam_faults::net::{Latency, Link, LinkProxies, NetError};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -274,4 +274,62 @@ async fn shutdown_and_drop_close_the_listeners_and_connections() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "listener still open 1 s after drop");
+}
+
+#[tokio::test]
+async fn latency_delays_both_directions_in_order_and_clears() {
+    let b = echo().await;
+    let proxies = LinkProxies::start(vec![link("a", "b", b.addr)]).await.unwrap();
+    let mut s = connect(proxies.listen_addr("a", "b").unwrap()).await;
+    round_trip(&mut s, b"plain").await;
+    // Set on a live connection: the request and the reply are each held 20 ms.
+    let slow = Latency { delay_us: 20_000, jitter_us: 0 };
+    proxies.set_latency(&cut(&[("a", "b")]), slow);
+    assert_eq!(proxies.slow_links(), BTreeMap::from([(("a".to_string(), "b".to_string()), slow)]));
+    let t = Instant::now();
+    round_trip(&mut s, b"slow").await;
+    assert!(t.elapsed() >= Duration::from_millis(40), "round trip took only {:?}", t.elapsed());
+
+    // With jitter, many small writes still arrive intact and in order.
+    proxies.set_latency(&cut(&[("a", "b")]), Latency { delay_us: 1_000, jitter_us: 5_000 });
+    let (mut r, mut w) = s.into_split();
+    let sent: Vec<u8> = (0..2000u32).flat_map(|i| i.to_be_bytes()).collect();
+    let to_send = sent.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in to_send.chunks(4) {
+            w.write_all(chunk).await.unwrap();
+        }
+        w
+    });
+    let mut got = vec![0u8; sent.len()];
+    timeout(Duration::from_millis(MUST_MS), r.read_exact(&mut got)).await.unwrap().unwrap();
+    assert!(got == sent, "jittered bytes arrived out of order or altered");
+    let w = writer.await.unwrap();
+    let mut s = r.reunite(w).unwrap();
+
+    // Cleared: back to the plain path, still flowing; heal() leaves latency alone.
+    proxies.set_latency(&BTreeSet::new(), Latency::default());
+    assert!(proxies.slow_links().is_empty());
+    round_trip(&mut s, b"fast again").await;
+    proxies.set_latency(&cut(&[("a", "b")]), slow);
+    proxies.heal();
+    assert_eq!(proxies.slow_links().len(), 1);
+}
+
+#[tokio::test]
+async fn bytes_held_by_latency_are_dropped_by_a_cut() {
+    let b = echo().await;
+    let proxies = LinkProxies::start(vec![link("a", "b", b.addr)]).await.unwrap();
+    let mut s = connect(proxies.listen_addr("a", "b").unwrap()).await;
+    round_trip(&mut s, b"x").await;
+    let received = b.received.load(Ordering::SeqCst);
+    proxies.set_latency(&cut(&[("a", "b")]), Latency { delay_us: 200_000, jitter_us: 0 });
+    s.write_all(b"held then cut").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    proxies.partition(&cut(&[("a", "b")]));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(b.received.load(Ordering::SeqCst), received, "held bytes crossed a cut link");
+    proxies.heal();
+    closed(&mut s).await;
+    assert_eq!(b.received.load(Ordering::SeqCst), received, "held bytes were delivered after heal");
 }
