@@ -383,13 +383,14 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut mode: watch::Re
     let connect = TcpStream::connect(upstream);
     let server = match tokio::time::timeout(Duration::from_millis(UPSTREAM_CONNECT_TIMEOUT_MS), connect).await {
         Ok(Ok(server)) => server,
-        Ok(Err(error)) => {
-            tracing::debug!(%upstream, %error, "link proxy failed to connect upstream; resetting the client");
-            reset(&client);
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%upstream, timeout_ms = UPSTREAM_CONNECT_TIMEOUT_MS, "link proxy gave up connecting upstream; resetting the client");
+        failed => {
+            let why = match failed {
+                Ok(Err(error)) => error.to_string(),
+                _ => format!("no answer within {UPSTREAM_CONNECT_TIMEOUT_MS} ms"),
+            };
+            tracing::debug!(%upstream, %why, "link proxy failed to connect upstream; resetting the client");
+            // A refusal must not cross a cut that started meanwhile: hold it until heal.
+            wait_uncut(&mut mode, birth).await;
             reset(&client);
             return;
         }

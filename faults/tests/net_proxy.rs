@@ -239,6 +239,17 @@ async fn unreachable_upstream_resets_the_client() {
 }
 
 #[tokio::test]
+async fn a_refused_upstream_is_not_reported_across_a_cut() {
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let proxies = LinkProxies::start(vec![link("a", "b", dead)]).await.unwrap();
+    proxies.partition(&cut(&[("a", "b")]));
+    let mut s = connect(proxies.listen_addr("a", "b").unwrap()).await;
+    silent(&mut s).await;
+    proxies.heal();
+    closed(&mut s).await;
+}
+
+#[tokio::test]
 async fn duplicate_links_are_rejected() {
     let b = echo().await;
     let err = LinkProxies::start(vec![link("a", "b", b.addr), link("a", "b", b.addr)]).await.unwrap_err();
