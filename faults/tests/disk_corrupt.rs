@@ -158,6 +158,13 @@ fn glob_semantics_follow_gitignore() {
     assert!(matches!(err, DiskError::NoMatch { .. }), "{err}");
     let s2 = bitflip(dir.path(), &globs(&["streams/s2/**"]), 1, &mut rng(0)).unwrap();
     assert_eq!(s2[0].file(), "streams/s2/msgs/1.blk");
+    // The NATS target's default: `$` is literal, each `*` one path component.
+    let nats = tempfile::tempdir().unwrap();
+    fs::create_dir_all(nats.path().join("jetstream/$G/streams/jepsen/msgs")).unwrap();
+    fs::write(nats.path().join("jetstream/$G/streams/jepsen/msgs/1.blk"), b"block").unwrap();
+    fs::write(nats.path().join("jetstream/$G/streams/jepsen/meta.inf"), b"meta").unwrap();
+    let hit = bitflip(nats.path(), &globs(&["jetstream/$G/streams/*/msgs/*.blk"]), 1, &mut rng(0)).unwrap();
+    assert_eq!(hit[0].file(), "jetstream/$G/streams/jepsen/msgs/1.blk");
 }
 
 #[cfg(unix)]
