@@ -51,7 +51,7 @@ pub fn compare(history: &History, a_name: &str, a: &Recovered, b_name: &str, b: 
             d.sample_ids.push(id);
         }
     };
-    let mut conflict = |seq: u64, ea: Entry<'_>, eb: Entry<'_>, d: &mut Divergence| {
+    let conflict = |seq: u64, ea: Entry<'_>, eb: Entry<'_>, d: &mut Divergence| {
         d.conflicting += 1;
         if d.first_seq.is_none() {
             d.first_seq = Some(seq);
