@@ -64,11 +64,13 @@ pub fn compare(history: &History, a_name: &str, a: &Recovered, b_name: &str, b: 
     if let (Some((fa, ea)), Some((fb, eb))) = (a.dense(), b.dense()) {
         // Fast path for two gap-free streams: compare the overlapping
         // sequences position by position, chunk by chunk.
+        // Inclusive bounds: a stream may end at u64::MAX.
+        let last = |first: u64, entries: &[u32]| first + (entries.len() as u64 - 1);
         let lo = fa.max(fb);
-        let hi = (fa + ea.len() as u64).min(fb + eb.len() as u64);
-        if lo < hi {
-            let xa = &ea[(lo - fa) as usize..(hi - fa) as usize];
-            let xb = &eb[(lo - fb) as usize..(hi - fb) as usize];
+        if !ea.is_empty() && !eb.is_empty() && lo <= last(fa, ea).min(last(fb, eb)) {
+            let hi = last(fa, ea).min(last(fb, eb));
+            let xa = &ea[(lo - fa) as usize..=(hi - fa) as usize];
+            let xb = &eb[(lo - fb) as usize..=(hi - fb) as usize];
             const CHUNK: usize = 256;
             for (c, (ca, cb)) in xa.chunks(CHUNK).zip(xb.chunks(CHUNK)).enumerate() {
                 // Equal op indices agree, except two strangers, whose text
