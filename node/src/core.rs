@@ -429,7 +429,7 @@ impl Core {
                 if !is_leader {
                     return self.not_leader(reply);
                 }
-                if !self.log.config().is_some_and(|c| c.name == stream) {
+                if self.log.config().is_none_or(|c| c.name != stream) {
                     return reply.error(ErrorCode::NoStream, format!("no stream {stream:?}"), true, None);
                 }
                 self.propose(Command::Publish { id, payload }, PendingKind::Publish, reply)
@@ -438,7 +438,7 @@ impl Core {
                 if !is_leader {
                     return self.not_leader(reply);
                 }
-                if !self.log.config().is_some_and(|c| c.name == stream) {
+                if self.log.config().is_none_or(|c| c.name != stream) {
                     return reply.error(ErrorCode::NoStream, format!("no stream {stream:?}"), true, None);
                 }
                 if self.stream_async() {

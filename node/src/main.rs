@@ -64,6 +64,14 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    // A panic anywhere (an invariant broke) stops the whole process: a node
+    // whose event loop died must not keep its sockets open looking alive.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        tracing::error!("stopping after a panic (an invariant broke): {info}");
+        std::process::exit(exit::ENVIRONMENT);
+    }));
 
     let mut bugs = Bugs::default();
     for name in &args.bugs {
