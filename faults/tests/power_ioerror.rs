@@ -12,7 +12,7 @@ fn io_error_fails_syncs_and_writes_until_cleared() {
     let (tmp, data, state) = dirs();
     let outside = tmp.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
-    let out_file = format!("../outside/o");
+    let out_file = "../outside/o";
     let ops = [
         "pwrite:a:0:100:1".to_string(),
         "wait".to_string(),

@@ -168,11 +168,15 @@ fn report(op: &str, r: io::Result<()>) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
+/// An op for a worker thread and the channel it signals when done.
+type Job = (String, mpsc::Sender<()>);
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().expect("usage: jetsam-fsprobe DIR OP..."));
-    let mut workers: BTreeMap<String, (mpsc::Sender<(String, mpsc::Sender<()>)>, std::thread::JoinHandle<()>)> =
-        BTreeMap::new();
+    // Worker name -> its queue of (op, done signal); workers are detached and
+    // every op's done signal is awaited before `done` is printed.
+    let mut workers: BTreeMap<String, mpsc::Sender<Job>> = BTreeMap::new();
     let mut outstanding: Vec<mpsc::Receiver<()>> = Vec::new();
     for op in args {
         if op == "barrier" {
@@ -184,15 +188,15 @@ fn main() {
         }
         if let Some((name, inner)) = op.split_once('/').filter(|(n, _)| n.starts_with('T')) {
             let dir = dir.clone();
-            let (tx, _) = workers.entry(name.to_string()).or_insert_with(|| {
-                let (tx, rx) = mpsc::channel::<(String, mpsc::Sender<()>)>();
-                let handle = std::thread::spawn(move || {
+            let tx = workers.entry(name.to_string()).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel::<Job>();
+                std::thread::spawn(move || {
                     for (op, done) in rx {
                         report(&op, run_op(&dir, &op));
                         let _ = done.send(());
                     }
                 });
-                (tx, handle)
+                tx
             });
             let (done_tx, done_rx) = mpsc::channel();
             tx.send((inner.to_string(), done_tx)).expect("jetsam-fsprobe: a worker died");

@@ -206,12 +206,12 @@ pub fn find_tracer_binary(explicit: Option<&Path>) -> Result<PathBuf, PowerError
         candidates.push(p.to_path_buf());
     } else if let Some(p) = std::env::var_os(TRACER_BIN_ENV) {
         candidates.push(PathBuf::from(p));
-    } else if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join(TRACER_BIN_NAME));
-            if let Some(up) = dir.parent() {
-                candidates.push(up.join(TRACER_BIN_NAME));
-            }
+    } else if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join(TRACER_BIN_NAME));
+        if let Some(up) = dir.parent() {
+            candidates.push(up.join(TRACER_BIN_NAME));
         }
     }
     for c in candidates {

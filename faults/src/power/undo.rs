@@ -210,7 +210,7 @@ pub fn read_all(state_dir: &Path) -> io::Result<(Vec<FileLog>, Vec<PathBuf>)> {
 /// Opens a log for appending, cutting off a torn tail first so new records
 /// follow valid ones.
 pub fn open_append(path: &Path, valid_len: u64) -> io::Result<File> {
-    let file = OpenOptions::new().create(true).read(true).write(true).open(path)?;
+    let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
     if file.metadata()?.len() != valid_len {
         file.set_len(valid_len)?;
     }
