@@ -19,7 +19,7 @@
 //! [`crate::divergence`]). A view that does not hold sequence s at all is no
 //! seq-mismatch for s: the missing write is a loss or a divergence instead.
 
-use crate::data::{Entry, History, Outcome, Recovered};
+use crate::data::{Bitset, Entry, History, Outcome, Recovered};
 use jetsam_core::report::{SAMPLE_MAX, Sampled};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -97,33 +97,58 @@ pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
         push_sample(&mut out.duplicated, || text);
     }
 
-    // seq-mismatch: per acknowledgement, in ack order.
-    let mut per_view_mismatch = vec![0u64; views.len()];
-    for ack in history.acks() {
-        let mut first: Option<String> = None;
-        for (i, (name, v)) in views.iter().enumerate() {
-            match v.at(ack.seq) {
-                Some(Entry::Op(op)) if op == ack.op => {}
-                None => {}
-                Some(other) => {
-                    per_view_mismatch[i] += 1;
-                    if first.is_none() {
-                        first = Some(format!(
-                            "{} acked at seq {}; {name} holds {} there",
-                            history.id(ack.op),
-                            ack.seq,
-                            entry_text(history, other)
-                        ));
+    // seq-mismatch: one pass over the acknowledgements per view (a direct
+    // index for gap-free streams), then the sample in ack order.
+    let mut mismatched = Bitset::new(history.len());
+    for (name, v) in views {
+        let mut count = 0u64;
+        let mut mark = |op: u32| {
+            count += 1;
+            mismatched.insert(op);
+        };
+        match v.dense() {
+            Some((first, entries)) => {
+                for ack in history.acks() {
+                    let pos = ack.seq.checked_sub(first).and_then(|p| usize::try_from(p).ok());
+                    // An op index is never STRANGER, so a stranger there mismatches too.
+                    if let Some(held) = pos.and_then(|p| entries.get(p))
+                        && *held != ack.op
+                    {
+                        mark(ack.op);
+                    }
+                }
+            }
+            None => {
+                for ack in history.acks() {
+                    match v.at(ack.seq) {
+                        Some(Entry::Op(op)) if op == ack.op => {}
+                        None => {}
+                        Some(_) => mark(ack.op),
                     }
                 }
             }
         }
-        if let Some(text) = first {
-            push_sample(&mut out.seq_mismatch, || text);
-        }
+        out.per_view.entry(name.to_string()).or_default().1 = count;
     }
-    for (i, (name, _)) in views.iter().enumerate() {
-        out.per_view.entry(name.to_string()).or_default().1 = per_view_mismatch[i];
+    for ack in history.acks() {
+        if !mismatched.contains(ack.op) {
+            continue;
+        }
+        push_sample(&mut out.seq_mismatch, || {
+            let (name, other) = views
+                .iter()
+                .find_map(|(name, v)| match v.at(ack.seq) {
+                    Some(e) if e != Entry::Op(ack.op) => Some((name, e)),
+                    _ => None,
+                })
+                .expect("a mismatched ack has a view holding another id at its sequence");
+            format!(
+                "{} acked at seq {}; {name} holds {} there",
+                history.id(ack.op),
+                ack.seq,
+                entry_text(history, other)
+            )
+        });
     }
     out
 }
