@@ -84,19 +84,46 @@ impl Stream {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
+    #[serde(default = "default_clients")]
     pub clients: u32,
     /// Publishes per second over all clients; unset = as fast as acks come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<u32>,
+    #[serde(default = "default_payload_bytes")]
     pub payload_bytes: u32,
     /// A publish with no answer by then is recorded as `info`.
-    #[serde(with = "serde_human")]
+    #[serde(with = "serde_human", default = "default_timeout")]
     pub timeout: Duration,
+    /// Publishes one client keeps in flight at most (pipelining).
+    #[serde(default = "default_in_flight")]
+    pub in_flight: u32,
+}
+
+fn default_in_flight() -> u32 {
+    8
+}
+
+fn default_clients() -> u32 {
+    4
+}
+
+fn default_payload_bytes() -> u32 {
+    128
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { clients: 4, rate: None, payload_bytes: 128, timeout: Duration::from_secs(2) }
+        Workload {
+            clients: default_clients(),
+            rate: None,
+            payload_bytes: default_payload_bytes(),
+            timeout: default_timeout(),
+            in_flight: default_in_flight(),
+        }
     }
 }
 

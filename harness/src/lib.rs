@@ -5,5 +5,12 @@
 
 pub mod check;
 pub mod cli;
+pub mod cluster;
+pub mod events;
+pub mod junit;
+pub mod nemesis;
+pub mod progress;
 pub mod run;
+pub mod scenario;
+pub mod schedule;
 pub mod suite;

@@ -1,9 +1,431 @@
-//! `jetsam run` (not built yet).
+//! `jetsam run SCENARIO`: one run through the phases of DESIGN.md "One run":
+//! resolve and validate the scenario (write `scenario.resolved.toml`), start
+//! the nodes and wait until they are ready, create the stream, drive the
+//! workload while the nemesis injects the seeded faults, heal everything and
+//! wait for convergence, read back every node, check, write `report.json`,
+//! print the summary and the replay command, and exit with the verdict's
+//! code (0 pass, 1 fail, 3 unknown; 2 bad input; 4 environment).
+//!
+//! The run folder is `results/<scenario>/<UTC time>-<seed>/` or `--out`.
+//! Node data dirs live in it (`data/<node>`) and are removed after a run
+//! that passes unless `--keep-data`; after a fail, unknown or harness error
+//! they are kept for inspection.
+//!
+//! This module sequences phases; the pieces live in `scenario`, `schedule`,
+//! `cluster`, `nemesis`, `events`, `progress` and the workloads crate.
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::events::{EventLog, EventLogError};
+use crate::progress::Progress;
+use crate::scenario::{LoadError, Overrides, Resolved};
+use crate::schedule::{self, derive_seed};
+use jetsam_core::duration::{format_duration, parse_duration};
+use jetsam_core::exit;
+use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
+use jetsam_core::report::{Report, Verdict};
+use jetsam_core::scenario::Expect;
+use jetsam_targets::node::NodeTarget;
+use jetsam_targets::{Publisher, ReadBack, Target, TargetError};
+use jetsam_workloads::{Counters, HistoryError, HistoryWriter, WorkloadConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bound on the cluster becoming ready after start.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on creating the stream.
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on replicas converging after the final heal.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on reading back one node (or the cluster view).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on making one publisher.
+pub const PUBLISHER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// The scenario file (TOML, docs/scenarios.md).
+    pub scenario: PathBuf,
+    /// Seed of the whole run (overrides the scenario's); the same seed replays the same fault schedule.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// How long the load and fault phase lasts, e.g. "30s" (overrides the scenario's).
+    #[arg(long, value_parser = parse_cli_duration)]
+    pub duration: Option<Duration>,
+    /// The run folder (default results/<scenario>/<UTC time>-<seed>/); must not exist or be empty.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the nodes' data dirs even when the run passes.
+    #[arg(long)]
+    pub keep_data: bool,
+}
 
-pub fn execute(_args: RunArgs) -> i32 {
-    eprintln!("jetsam run: not built yet");
-    jetsam_core::exit::ENVIRONMENT
+fn parse_cli_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// What `run_scenario` needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    pub overrides: Overrides,
+    /// Exactly this run folder.
+    pub out: Option<PathBuf>,
+    /// Where `<scenario>/<UTC time>-<seed>/` goes when `out` is unset.
+    pub results_root: PathBuf,
+    pub keep_data: bool,
+    pub interactive: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The process exit code (jetsam_core::exit).
+    pub exit_code: i32,
+    /// The scenario's name, or the file name when it did not parse.
+    pub name: String,
+    /// What the scenario expects (pass when unset or unreadable).
+    pub expect: Expect,
+    pub run_dir: Option<PathBuf>,
+    pub report: Option<Report>,
+    /// The error that ended the run early, if any.
+    pub error: Option<String>,
+}
+
+/// Why a run stopped before a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Scenario(#[from] LoadError),
+    #[error("failed to use run folder {}: {why}; {fix}", path.display())]
+    RunDir { path: PathBuf, why: String, fix: &'static str },
+    #[error("failed to run the {kind} target: it is not available in this build; use target.kind = \"node\"")]
+    TargetUnavailable { kind: String },
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Events(#[from] EventLogError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("failed to write {}: {source}; check free space and permissions", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to check the run folder this run wrote: {0}; this is a harness bug, please report it")]
+    Check(String),
+    #[error("failed to start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Scenario(_) => exit::BAD_INPUT,
+            RunError::RunDir { fix, .. } if fix.starts_with("choose") => exit::BAD_INPUT,
+            _ => exit::ENVIRONMENT,
+        }
+    }
+}
+
+pub fn execute(args: RunArgs) -> i32 {
+    let options = RunOptions {
+        scenario: args.scenario,
+        overrides: Overrides { seed: args.seed, duration: args.duration },
+        out: args.out,
+        results_root: PathBuf::from("results"),
+        keep_data: args.keep_data,
+        interactive: crate::progress::interactive(),
+    };
+    let outcome = run_scenario(&options);
+    if let Some(e) = &outcome.error {
+        eprintln!("error: {e}");
+    }
+    outcome.exit_code
+}
+
+/// Runs one scenario to its verdict; never panics on user or environment errors.
+pub fn run_scenario(options: &RunOptions) -> RunOutcome {
+    let fallback_name =
+        options.scenario.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "scenario".into());
+    let mut outcome = RunOutcome {
+        exit_code: exit::ENVIRONMENT,
+        name: fallback_name,
+        expect: Expect::Pass,
+        run_dir: None,
+        report: None,
+        error: None,
+    };
+    match run_inner(options, &mut outcome) {
+        Ok(()) => {}
+        Err(e) => {
+            outcome.exit_code = e.exit_code();
+            outcome.error = Some(e.to_string());
+        }
+    }
+    outcome
+}
+
+/// The target for a scenario kind (finding its binary).
+fn make_target(kind: &str) -> Result<Box<dyn Target>, RunError> {
+    match kind {
+        "node" => Ok(Box::new(NodeTarget::locate(None)?)),
+        other => Err(RunError::TargetUnavailable { kind: other.to_string() }),
+    }
+}
+
+fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
+    // Validate with a binary-less node target first, so a bad scenario is
+    // reported as such (exit 2) even where the node binary is missing.
+    let validator: Option<Box<dyn Target>> = Some(Box::new(NodeTarget::new(PathBuf::new())));
+    let probe = crate::scenario::load(&options.scenario, &options.overrides, None, || 0)?;
+    let validator = if probe.scenario.target.kind == "node" { validator } else { None };
+    let seed_if_unset = || u64::from(rand::random::<u32>());
+    Ok(crate::scenario::load(&options.scenario, &options.overrides, validator.as_deref(), seed_if_unset)?)
+}
+
+/// `YYYYmmddTHHMMSSZ` of now.
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn make_run_dir(options: &RunOptions, resolved: &Resolved) -> Result<PathBuf, RunError> {
+    let dir = match &options.out {
+        Some(out) => out.clone(),
+        None => {
+            let base = options.results_root.join(&resolved.scenario.name);
+            let stamp = utc_stamp();
+            // Two runs in the same second with the same seed get a suffix.
+            (0..100)
+                .map(|i| {
+                    let leaf = if i == 0 {
+                        format!("{stamp}-{}", resolved.seed)
+                    } else {
+                        format!("{stamp}-{}-{i}", resolved.seed)
+                    };
+                    base.join(leaf)
+                })
+                .find(|d| !d.exists())
+                .ok_or_else(|| RunError::RunDir {
+                    path: base.clone(),
+                    why: "100 run folders with this time and seed exist".into(),
+                    fix: "wait a second and retry",
+                })?
+        }
+    };
+    if dir.exists() {
+        let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !empty {
+            return Err(RunError::RunDir {
+                path: dir,
+                why: "it exists and is not empty".into(),
+                fix: "choose a new or empty folder for --out",
+            });
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| RunError::RunDir {
+        path: dir.clone(),
+        why: e.to_string(),
+        fix: "check that the results folder is writable",
+    })?;
+    Ok(dir)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), RunError> {
+    std::fs::write(path, text).map_err(|source| RunError::Write { path: path.to_path_buf(), source })
+}
+
+fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunError> {
+    let resolved = resolve(options)?;
+    let scenario = &resolved.scenario;
+    outcome.name = scenario.name.clone();
+    outcome.expect = scenario.check.expect.unwrap_or(Expect::Pass);
+    let target = make_target(&scenario.target.kind)?;
+    let run_dir = make_run_dir(options, &resolved)?;
+    outcome.run_dir = Some(run_dir.clone());
+    write(&run_dir.join(jetsam_checkers::load::SCENARIO_FILE), &resolved.to_toml())?;
+    let schedule = schedule::plan(scenario, resolved.seed);
+    let progress = Progress::new(&scenario.name, options.interactive);
+    progress.line(&format!(
+        "jetsam run {}: {} nodes, {} for {}, seed {}, {} faults planned, run folder {}",
+        scenario.name,
+        scenario.nodes,
+        scenario.stream.mode(),
+        format_duration(scenario.duration),
+        resolved.seed,
+        schedule.planned.len(),
+        run_dir.display()
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(RunError::Runtime)?;
+    let result = runtime.block_on(phases(&resolved, &schedule, target.as_ref(), &run_dir, &progress));
+    progress.finish();
+    // Whatever the outcome, no task outlives the run.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let report = result?;
+    print!("{}", jetsam_checkers::render_summary(&report));
+    let replay = format!(
+        "jetsam run {} --seed {} --duration {}",
+        resolved.path.display(),
+        resolved.seed,
+        format_duration(scenario.duration)
+    );
+    println!("run folder: {}", run_dir.display());
+    println!("replay: {replay}");
+    if report.verdict == Verdict::Pass && !options.keep_data {
+        let data = run_dir.join("data");
+        if let Err(e) = std::fs::remove_dir_all(&data) {
+            eprintln!("warning: could not remove {}: {e}", data.display());
+        }
+    }
+    outcome.exit_code = report.verdict.exit_code();
+    outcome.report = Some(report);
+    Ok(())
+}
+
+async fn phases(
+    resolved: &Resolved,
+    schedule: &schedule::Schedule,
+    target: &dyn Target,
+    run_dir: &Path,
+    progress: &Progress,
+) -> Result<Report, RunError> {
+    let scenario = &resolved.scenario;
+    // The run clock: history and events count nanoseconds from here.
+    let start = Instant::now();
+    let events = Arc::new(EventLog::create(&run_dir.join(jetsam_checkers::load::EVENTS_FILE), start)?);
+    let mut cluster = Cluster::prepare(run_dir, scenario, target)?;
+
+    progress.phase("start", &format!("starting {} nodes", scenario.nodes));
+    let t = Instant::now();
+    cluster.start_all()?;
+    target.wait_ready(cluster.specs(), READY_TIMEOUT).await?;
+    target.create_stream(scenario, cluster.specs(), CREATE_TIMEOUT).await?;
+    progress.phase("start", &format!("cluster ready and stream created in {}ms", t.elapsed().as_millis()));
+
+    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+    for client in 0..scenario.workload.clients {
+        let p = tokio::time::timeout(PUBLISHER_TIMEOUT, target.publisher(scenario, cluster.specs(), client))
+            .await
+            .map_err(|_| TargetError::Timeout {
+            action: format!("make publisher {client}"),
+            waited: PUBLISHER_TIMEOUT,
+            detail: "the target did not answer".into(),
+        })??;
+        publishers.push(Arc::from(p));
+    }
+    let (writer, sink) = HistoryWriter::spawn(&run_dir.join(jetsam_checkers::load::HISTORY_FILE), start)?;
+    let counters = Arc::new(Counters::default());
+    let config = WorkloadConfig {
+        clients: scenario.workload.clients,
+        rate_per_s: scenario.workload.rate,
+        payload_bytes: scenario.workload.payload_bytes,
+        timeout: scenario.workload.timeout,
+        duration: scenario.duration,
+        in_flight_max: scenario.workload.in_flight,
+        seed: derive_seed(resolved.seed, "workload"),
+    };
+    progress.phase("load", &format!("{} clients for {}", config.clients, format_duration(config.duration)));
+    let ticker = {
+        let events = events.clone();
+        progress.spawn_load_ticker(scenario.duration, counters.clone(), move || events.faults())
+    };
+    let load_start = tokio::time::Instant::now();
+    let (workload, nemesis) = tokio::join!(
+        jetsam_workloads::run(&config, publishers, sink, counters.clone()),
+        crate::nemesis::run(schedule, &mut cluster, target, &events, load_start, scenario.duration),
+    );
+    ticker.abort();
+    let workload = workload?;
+    let nemesis = nemesis?;
+    writer.finish().await?;
+    let c = workload.counts;
+    progress.phase(
+        "load",
+        &format!(
+            "done: {} invoked, {} acked, {} info, {} failed; {} injections, {} skipped",
+            c.invoked, c.acked, c.info, c.failed, nemesis.injected, nemesis.skipped
+        ),
+    );
+
+    progress.phase("heal", "healing every node and waiting for convergence");
+    cluster.heal_all(&events)?;
+    if let Err(e) = target.wait_converged(scenario, cluster.specs(), CONVERGE_TIMEOUT).await {
+        // Not fatal: read-back still runs and the checker judges what is there.
+        progress.line(&format!("warning: {e}"));
+    }
+
+    progress.phase("read", "reading back every node");
+    let recovered = run_dir.join(jetsam_checkers::load::RECOVERED_DIR);
+    std::fs::create_dir_all(&recovered).map_err(|source| RunError::Write { path: recovered.clone(), source })?;
+    let view = read_bounded(async { Ok(target.read_cluster(scenario, cluster.specs()).await) }, "the cluster view")
+        .await
+        .unwrap_or_else(|timeout| Some(Err(timeout)));
+    if let Some(view) = view {
+        match view {
+            Ok(msgs) => write_recovered(&recovered.join(CLUSTER_FILE), &msgs)?,
+            Err(e) => progress.line(&format!("warning: no cluster view: {e}")),
+        }
+    }
+    if target.read_back_mode() == ReadBack::AfterStop {
+        stop_all(&mut cluster, progress);
+    }
+    for spec in cluster.specs() {
+        match read_bounded(target.read_node(scenario, spec), &spec.name).await {
+            Ok(msgs) => write_recovered(&recovered.join(format!("{}.jsonl", spec.name)), &msgs)?,
+            Err(reason) => {
+                progress.line(&format!("warning: {} unreadable: {reason}", spec.name));
+                write(&recovered.join(format!("{}{UNREADABLE_SUFFIX}", spec.name)), &format!("{reason}\n"))?;
+            }
+        }
+    }
+    if target.read_back_mode() == ReadBack::Live {
+        stop_all(&mut cluster, progress);
+    }
+    drop(cluster);
+
+    progress.phase("check", "checking");
+    let (input, config) = jetsam_checkers::load_run(run_dir, &jetsam_checkers::Overrides::default())
+        .map_err(|e| RunError::Check(e.to_string()))?;
+    let mut report = jetsam_checkers::check(&input, &config);
+    report.latency = workload.latency();
+    crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
+    Ok(report)
+}
+
+/// Reads with the bound [`READ_TIMEOUT`]; a timeout becomes the unreadable reason.
+async fn read_bounded<T>(read: impl std::future::Future<Output = Result<T, String>>, what: &str) -> Result<T, String> {
+    match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("read-back of {what} gave no answer within {}s", READ_TIMEOUT.as_secs())),
+    }
+}
+
+fn stop_all(cluster: &mut Cluster, progress: &Progress) {
+    for (node, e) in cluster.stop_all() {
+        progress.line(&format!("warning: stopping {node}: {e}"));
+    }
+}
+
+fn write_recovered(path: &Path, msgs: &[RecoveredMsg]) -> Result<(), RunError> {
+    let mut text = String::with_capacity(msgs.len() * 24);
+    for m in msgs {
+        text.push_str(&serde_json::to_string(m).expect("a message always serializes"));
+        text.push('\n');
+    }
+    write(path, &text)
 }

@@ -1,9 +1,156 @@
-//! `jetsam suite` (not built yet).
+//! `jetsam suite DIR`: runs every scenario file (`*.toml`) of a folder in
+//! name order, prints one line per scenario (verdict, expected, acked, lost,
+//! loss windows, run folder), optionally writes JUnit XML, and exits 0 when
+//! every verdict matches its `expect` (a scenario without `expect` expects
+//! `pass`). Otherwise: 4 if any scenario hit an environment error, else 2 if
+//! any scenario file was bad, else 1 (a verdict differed from its expect).
+//!
+//! Each scenario runs exactly as `jetsam run` would run it; this module does
+//! not run anything itself.
+
+use crate::junit::{Case, CaseOutcome};
+use crate::run::{RunOptions, RunOutcome, run_scenario};
+use crate::scenario::Overrides;
+use jetsam_core::exit;
+use jetsam_core::report::Verdict;
+use jetsam_core::scenario::Expect;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
-pub struct SuiteArgs {}
+pub struct SuiteArgs {
+    /// A folder of scenario files (*.toml), run in name order.
+    pub dir: PathBuf,
+    /// Also write JUnit XML here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Where run folders go (default results/): <out>/<scenario>/<UTC time>-<seed>/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
 
-pub fn execute(_args: SuiteArgs) -> i32 {
-    eprintln!("jetsam suite: not built yet");
-    jetsam_core::exit::ENVIRONMENT
+/// The scenario files of a folder, sorted by name.
+pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("failed to read suite folder {}: {e}; check the path", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "failed to find scenarios in {}: no *.toml files; point at a folder of scenario files",
+            dir.display()
+        ));
+    }
+    Ok(files)
+}
+
+fn expect_str(e: Expect) -> &'static str {
+    match e {
+        Expect::Pass => "pass",
+        Expect::Fail => "fail",
+    }
+}
+
+/// Whether a run matched what its scenario expects.
+pub fn matches_expect(outcome: &RunOutcome) -> bool {
+    match (&outcome.report, outcome.expect) {
+        (Some(r), Expect::Pass) => r.verdict == Verdict::Pass,
+        (Some(r), Expect::Fail) => r.verdict == Verdict::Fail,
+        (None, _) => false,
+    }
+}
+
+pub fn execute(args: SuiteArgs) -> i32 {
+    let files = match scenario_files(&args.dir) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let suite_name = args.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "suite".into());
+    let interactive = crate::progress::interactive();
+    let mut cases = Vec::new();
+    let mut lines = Vec::new();
+    let mut worst = exit::PASS;
+    for file in &files {
+        let options = RunOptions {
+            scenario: file.clone(),
+            overrides: Overrides::default(),
+            out: None,
+            results_root: args.out.clone().unwrap_or_else(|| PathBuf::from("results")),
+            keep_data: false,
+            interactive,
+        };
+        let started = Instant::now();
+        let outcome = run_scenario(&options);
+        let time = started.elapsed();
+        let ok = matches_expect(&outcome);
+        let folder = outcome.run_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into());
+        let (line, case_outcome) = match &outcome.report {
+            Some(r) => {
+                let line = format!(
+                    "{} {:<28} verdict {:<7} expected {:<4} acked {:>7} lost {:>6} windows {:>3}  {}",
+                    if ok { "ok  " } else { "FAIL" },
+                    outcome.name,
+                    r.verdict.to_string(),
+                    expect_str(outcome.expect),
+                    r.acked,
+                    r.lost,
+                    r.loss_windows.len(),
+                    folder
+                );
+                let case = if ok {
+                    CaseOutcome::Passed
+                } else {
+                    CaseOutcome::Failed {
+                        message: format!(
+                            "verdict {}, expected {}: {}",
+                            r.verdict,
+                            expect_str(outcome.expect),
+                            r.reasons.join("; ")
+                        ),
+                    }
+                };
+                (line, case)
+            }
+            None => {
+                let e = outcome.error.clone().unwrap_or_else(|| "no verdict".into());
+                (
+                    format!("ERR  {:<28} exit {} : {e}", outcome.name, outcome.exit_code),
+                    CaseOutcome::Error { message: e },
+                )
+            }
+        };
+        println!("{line}");
+        lines.push(line.clone());
+        worst = match (worst, outcome.exit_code, ok) {
+            (exit::ENVIRONMENT, _, _) | (_, exit::ENVIRONMENT, false) => exit::ENVIRONMENT,
+            (exit::BAD_INPUT, _, _) | (_, exit::BAD_INPUT, false) => exit::BAD_INPUT,
+            (_, _, false) => exit::FAIL,
+            (w, _, true) => w,
+        };
+        cases.push(Case {
+            name: outcome.name.clone(),
+            time,
+            outcome: case_outcome,
+            output: format!("run folder: {folder}"),
+        });
+    }
+    println!(
+        "suite {}: {} scenarios, {} as expected",
+        args.dir.display(),
+        cases.len(),
+        cases.iter().filter(|c| c.outcome == CaseOutcome::Passed).count()
+    );
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, crate::junit::render(&suite_name, &cases))
+    {
+        eprintln!("error: failed to write {}: {e}; check that its folder exists and is writable", path.display());
+        return exit::ENVIRONMENT;
+    }
+    worst
 }
