@@ -144,6 +144,11 @@ pub trait Target: Send + Sync {
 
     /// The stream as a client reads it through the leader (`recovered/cluster.jsonl`),
     /// or `None` when the target offers no such view.
+    ///
+    /// It needs the nodes up: for [`ReadBack::AfterStop`] targets (NATS) the
+    /// controller calls it after `wait_converged` and BEFORE the clean stop
+    /// that precedes `read_node`; for [`ReadBack::Live`] targets any time
+    /// after convergence.
     fn read_cluster<'a>(
         &'a self,
         scenario: &'a Scenario,

@@ -1,1 +1,824 @@
-//! Real NATS JetStream (`nats-server`) as a target.
+//! Real NATS JetStream (`nats-server`, installed by `scripts/install-nats.sh`)
+//! as a target: finds the pinned binary, writes each node's config file,
+//! waits for the cluster through the monitoring endpoints, creates the
+//! stream, publishes through `async-nats` with pipelined acks, and reads
+//! each replica back from its message block files after a clean stop
+//! ([`ReadBack::AfterStop`]). See docs/nats.md.
+//!
+//! What it does not do: start, stop or fault the processes (the controller
+//! owns them), TLS, auth, accounts other than the global one, or streams
+//! other than the one it creates ([`STREAM_NAME`] on [`SUBJECT`]).
+//!
+//! Each published message carries its history id in the [`ID_HEADER`]
+//! header (the payload is the workload's, untouched); both read paths
+//! return that header's value as the id.
+
+pub mod blocks;
+pub mod http;
+
+use crate::{BoxFuture, CommandSpec, NodeSpec, PublishOutcome, Publisher, ReadBack, Target, TargetError};
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use jetsam_core::duration::parse_duration;
+use jetsam_core::recovered::RecoveredMsg;
+use jetsam_core::report::Mode;
+use jetsam_core::scenario::Scenario;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The one stream jetsam creates.
+pub const STREAM_NAME: &str = "jetsam";
+/// Its one subject.
+pub const SUBJECT: &str = "jetsam.0";
+/// The header that carries the history id of each message.
+pub const ID_HEADER: &str = "Jetsam-Id";
+/// The install script, relative to the repository root.
+pub const INSTALL_SCRIPT: &str = "scripts/install-nats.sh";
+/// Versions the install script installs by default.
+pub const DEFAULT_VERSIONS: [&str; 2] = ["2.12.1", "2.15.1"];
+/// nats-server's default `max_payload`; a publish above it is rejected by the client.
+pub const MAX_PAYLOAD_BYTES: u32 = 1024 * 1024;
+
+/// One monitoring request's bound.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(1);
+/// One client connection attempt's bound.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between polls of a bounded wait.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Pause between stream creation attempts.
+const CREATE_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// Bound on reading the whole stream through an ordered consumer.
+const READ_CLUSTER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound on the wait for the next message of the ordered consumer.
+const READ_CLUSTER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pending acks per publishing client before `publish` waits for one.
+const ACKS_IN_FLIGHT_MAX: usize = 4096;
+/// Bound on `nats-server --version`.
+const VERSION_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The repository root: env `JETSAM_ROOT`, else the first directory holding
+/// [`INSTALL_SCRIPT`] walking up from the current directory, then from the
+/// current executable.
+pub fn find_repo_root() -> Option<PathBuf> {
+    if let Some(root) = std::env::var_os("JETSAM_ROOT").filter(|r| !r.is_empty()) {
+        return Some(PathBuf::from(root));
+    }
+    let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
+    starts
+        .into_iter()
+        .flatten()
+        .find_map(|start| start.ancestors().find(|dir| dir.join(INSTALL_SCRIPT).is_file()).map(Path::to_path_buf))
+}
+
+/// The command that installs `version`, for error messages.
+pub fn install_command(version: &str) -> String {
+    match find_repo_root() {
+        Some(root) => format!("{} {version}", root.join(INSTALL_SCRIPT).display()),
+        None => format!("{INSTALL_SCRIPT} {version} (from the jetsam repository root)"),
+    }
+}
+
+/// Finds the `nats-server` binary of `version`: `explicit` if given, else
+/// `<repo>/.nats/<version>/bin/nats-server`, else `nats-server` on PATH if
+/// `--version` reports that version. A missing binary is
+/// [`TargetError::Missing`] whose fix is the install command.
+pub fn find_nats_server(version: &str, explicit: Option<&Path>) -> Result<PathBuf, TargetError> {
+    let missing = |detail: String| TargetError::Missing {
+        what: format!("nats-server {version} binary"),
+        detail,
+        fix: format!("install it with `{}`, or pass the binary's path explicitly", install_command(version)),
+    };
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(missing(format!("{} is not a file", path.display())))
+        };
+    }
+    let mut looked = Vec::new();
+    if let Some(root) = find_repo_root() {
+        let candidate = root.join(".nats").join(version).join("bin").join("nats-server");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        looked.push(candidate.display().to_string());
+    } else {
+        looked.push(format!(
+            "no repository root (set JETSAM_ROOT or run inside the repository holding {INSTALL_SCRIPT})"
+        ));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                match server_version(&candidate) {
+                    Ok(found) if found == version => return Ok(candidate),
+                    Ok(found) => looked.push(format!("{} (version {found})", candidate.display())),
+                    Err(e) => looked.push(format!("{} ({e})", candidate.display())),
+                }
+            }
+        }
+    }
+    looked.push("nats-server on PATH".to_string());
+    Err(missing(format!("looked at {}", looked.join(", "))))
+}
+
+/// The version `nats-server --version` reports (`nats-server: v2.12.1` -> `2.12.1`), bounded.
+pub fn server_version(binary: &Path) -> Result<String, String> {
+    let mut child = std::process::Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run --version: {e}"))?;
+    let deadline = Instant::now() + VERSION_PROBE_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("--version gave no answer within {VERSION_PROBE_TIMEOUT:?}"));
+            }
+            Err(e) => return Err(format!("cannot wait for --version: {e}")),
+        }
+    }
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        use std::io::Read;
+        stdout.read_to_string(&mut out).map_err(|e| format!("cannot read --version output: {e}"))?;
+    }
+    out.split_whitespace()
+        .find_map(|word| word.strip_prefix('v').filter(|v| is_version(v)).map(str::to_string))
+        .ok_or_else(|| format!("unexpected --version output {:?}", out.trim()))
+}
+
+fn is_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How `stream.sync` maps onto `jetstream.sync_interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncSetting {
+    /// Unset: nats-server's default (2 minutes).
+    ServerDefault,
+    /// `"always"`: fsync after every write.
+    Always,
+    Interval(Duration),
+}
+
+/// Parses `stream.sync` as the NATS target understands it.
+pub fn sync_setting(sync: Option<&str>) -> Result<SyncSetting, String> {
+    match sync {
+        None => Ok(SyncSetting::ServerDefault),
+        Some("always") => Ok(SyncSetting::Always),
+        Some(text) => match parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(format!("stream.sync {text:?} is zero")),
+            Ok(d) if d.subsec_nanos() % 1_000 != 0 => Err(format!("stream.sync {text:?} is finer than a microsecond")),
+            Ok(d) => Ok(SyncSetting::Interval(d)),
+            Err(e) => Err(format!("stream.sync {text:?} is neither \"always\" nor a duration: {e}")),
+        },
+    }
+}
+
+/// Checks the scenario against what the NATS target can run, as
+/// `(message, fix)`; needs no binary, so the controller may call it first.
+pub fn validate_scenario(scenario: &Scenario) -> Result<(), (String, String)> {
+    let target = &scenario.target;
+    if target.kind != "nats" {
+        return Err((format!("target.kind is {:?}, not \"nats\"", target.kind), "set target.kind = \"nats\"".into()));
+    }
+    match target.version.as_deref() {
+        None => {
+            return Err((
+                "target.version is missing: the NATS target runs a pinned nats-server".into(),
+                format!("set target.version, e.g. \"{}\" (installed by {INSTALL_SCRIPT})", DEFAULT_VERSIONS[0]),
+            ));
+        }
+        Some(v) if !is_version(v) => {
+            return Err((format!("target.version {v:?} is not a version like 2.12.1"), "set e.g. \"2.12.1\"".into()));
+        }
+        Some(_) => {}
+    }
+    if target.bug.is_some() {
+        return Err((
+            "target.bug is for the reference node only".into(),
+            "remove target.bug from a NATS scenario".into(),
+        ));
+    }
+    let stream = &scenario.stream;
+    if scenario.nodes == 0 || stream.replicas == 0 {
+        return Err(("nodes and stream.replicas must be at least 1".into(), "set nodes = stream.replicas >= 1".into()));
+    }
+    if stream.replicas > 5 {
+        return Err((
+            format!("stream.replicas = {} is above JetStream's maximum of 5", stream.replicas),
+            "use at most 5 replicas".into(),
+        ));
+    }
+    if stream.replicas != scenario.nodes {
+        // Every node is read back as a replica: a node holding no copy would read as unreadable.
+        return Err((
+            format!(
+                "stream.replicas = {} but nodes = {}: jetsam reads every node back as a replica of the stream",
+                stream.replicas, scenario.nodes
+            ),
+            format!("set nodes = {} or stream.replicas = {}", stream.replicas, scenario.nodes),
+        ));
+    }
+    if stream.mode() == Mode::Async && stream.replicas != 1 {
+        return Err((
+            format!(
+                "consistency \"async\" with replicas = {}: nats-server rejects it (error 10052: async persist mode is not supported on replicated streams)",
+                stream.replicas
+            ),
+            "use replicas = 1 (and nodes = 1) for async, or consistency = \"strong\"".into(),
+        ));
+    }
+    sync_setting(stream.sync.as_deref())
+        .map_err(|m| (m, "set stream.sync to \"always\" or a duration such as \"1s\"".into()))?;
+    let payload_max = MAX_PAYLOAD_BYTES - 256;
+    if scenario.workload.payload_bytes > payload_max {
+        return Err((
+            format!("workload.payload_bytes = {} is above nats-server's max_payload", scenario.workload.payload_bytes),
+            format!("use at most {payload_max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Renders one node's nats-server config file.
+pub fn render_config(scenario: &Scenario, node: &NodeSpec) -> Result<String, TargetError> {
+    let quoted = |what: &str, text: &str| -> Result<String, TargetError> {
+        if text.contains(['"', '\\', '\n', '\r']) {
+            return Err(TargetError::Other {
+                action: format!("write the nats-server config of {}", node.name),
+                detail: format!("{what} {text:?} holds a quote, backslash or newline; use a plain path"),
+            });
+        }
+        Ok(format!("\"{text}\""))
+    };
+    let sync = sync_setting(scenario.stream.sync.as_deref()).map_err(|detail| TargetError::Other {
+        action: format!("write the nats-server config of {}", node.name),
+        detail,
+    })?;
+    let data_dir = node.data_dir.to_str().ok_or_else(|| TargetError::Other {
+        action: format!("write the nats-server config of {}", node.name),
+        detail: format!("data dir {} is not UTF-8", node.data_dir.display()),
+    })?;
+    let mut conf = String::new();
+    let _ = writeln!(conf, "# Written by jetsam for node {} of scenario {:?}.", node.name, scenario.name);
+    let _ = writeln!(conf, "server_name: {}", quoted("server name", &node.name)?);
+    let _ = writeln!(conf, "listen: \"{}\"", node.client_addr);
+    let _ = writeln!(conf, "http: \"{}\"", node.monitor_addr);
+    let _ = writeln!(conf, "jetstream {{");
+    let _ = writeln!(conf, "  store_dir: {}", quoted("data dir", data_dir)?);
+    match sync {
+        SyncSetting::ServerDefault => {}
+        SyncSetting::Always => {
+            let _ = writeln!(conf, "  sync_interval: \"always\"");
+        }
+        SyncSetting::Interval(d) => {
+            let _ = writeln!(conf, "  sync_interval: \"{}us\"", d.as_micros());
+        }
+    }
+    let _ = writeln!(conf, "}}");
+    if !node.peers.is_empty() {
+        let _ = writeln!(conf, "cluster {{");
+        let _ = writeln!(conf, "  name: \"jetsam\"");
+        let _ = writeln!(conf, "  listen: \"{}\"", node.peer_listen_addr);
+        // Client URLs are not gossiped, and the advertised route address is a
+        // dead port, so peers only ever reach each other through `routes`
+        // (which may be the controller's link proxies).
+        let _ = writeln!(conf, "  no_advertise: true");
+        let _ = writeln!(conf, "  advertise: \"{}\"", node.dead_addr);
+        let _ = writeln!(conf, "  routes: [");
+        for addr in node.peers.values() {
+            let _ = writeln!(conf, "    \"nats-route://{addr}\"");
+        }
+        let _ = writeln!(conf, "  ]");
+        let _ = writeln!(conf, "}}");
+    }
+    Ok(conf)
+}
+
+/// Per-replica counts from each node's own `/jsz`: `(messages, first_seq,
+/// last_seq)` of [`STREAM_NAME`], keyed by node name. Nodes that do not
+/// answer or hold no replica are left out.
+pub async fn jsz_counts(nodes: &[NodeSpec]) -> BTreeMap<String, (u64, u64, u64)> {
+    let mut counts = BTreeMap::new();
+    for node in nodes {
+        if let Ok(jsz) = jsz(node, true).await
+            && let Some(detail) = stream_detail(&jsz)
+        {
+            let state = &detail["state"];
+            let field = |name: &str| state[name].as_u64().unwrap_or(0);
+            counts.insert(node.name.clone(), (field("messages"), field("first_seq"), field("last_seq")));
+        }
+    }
+    counts
+}
+
+async fn jsz(node: &NodeSpec, streams: bool) -> Result<Value, String> {
+    let path = if streams { "/jsz?accounts=true&streams=true" } else { "/jsz" };
+    let (status, body) = http::get(node.monitor_addr, path, HTTP_TIMEOUT).await?;
+    if status != 200 {
+        return Err(format!("{}: /jsz answered HTTP {status}", node.name));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("{}: /jsz is not JSON: {e}", node.name))
+}
+
+/// The `stream_detail` entry of [`STREAM_NAME`] in the global account.
+fn stream_detail(jsz: &Value) -> Option<&Value> {
+    jsz["account_details"]
+        .as_array()?
+        .iter()
+        .filter_map(|account| account["stream_detail"].as_array())
+        .flatten()
+        .find(|s| s["name"] == STREAM_NAME)
+}
+
+/// The stream's leader and whether every other replica is current, from one node's `/jsz`.
+fn stream_leader(jsz: &Value) -> Option<(String, bool)> {
+    let detail = stream_detail(jsz)?;
+    let cluster = &detail["cluster"];
+    let leader = cluster["leader"].as_str().filter(|l| !l.is_empty())?.to_string();
+    let current = cluster["replicas"]
+        .as_array()
+        .is_none_or(|replicas| replicas.iter().all(|r| r["current"].as_bool() == Some(true)));
+    Some((leader, current))
+}
+
+async fn connect(node: &NodeSpec, name: String, request_timeout: Duration) -> Result<async_nats::Client, String> {
+    let options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .request_timeout(Some(request_timeout))
+        // One client talks to one node: with no_advertise there is nothing to
+        // discover anyway, and failover would blur which node acknowledged.
+        .ignore_discovered_servers()
+        .max_reconnects(None);
+    let url = format!("nats://{}", node.client_addr);
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(url.as_str())).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(format!("connect to {} at {url}: {e}", node.name)),
+        Err(_) => Err(format!("connect to {} at {url}: no answer within {:?}", node.name, CONNECT_TIMEOUT * 2)),
+    }
+}
+
+fn stream_config(scenario: &Scenario) -> stream::Config {
+    stream::Config {
+        name: STREAM_NAME.to_string(),
+        subjects: vec![SUBJECT.to_string()],
+        storage: stream::StorageType::File,
+        num_replicas: scenario.stream.replicas as usize,
+        discard: stream::DiscardPolicy::New,
+        allow_direct: true,
+        persist_mode: (scenario.stream.mode() == Mode::Async).then_some(stream::PersistenceMode::Async),
+        ..Default::default()
+    }
+}
+
+/// The id a stored message carries, or a marker naming its sequence (an
+/// id no writer ever uses, so the checker counts it as unexpected).
+fn id_or_marker(id: Option<&str>, seq: u64) -> String {
+    match id {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => format!("?no-{ID_HEADER}-header@{seq}"),
+    }
+}
+
+/// NATS JetStream, one pinned `nats-server` binary.
+#[derive(Debug, Clone)]
+pub struct NatsTarget {
+    server: PathBuf,
+}
+
+impl NatsTarget {
+    /// A target running this `nats-server` binary.
+    pub fn new(server: PathBuf) -> NatsTarget {
+        NatsTarget { server }
+    }
+
+    /// Finds the binary for the scenario's `target.version` ([`find_nats_server`]).
+    pub fn for_scenario(scenario: &Scenario, explicit: Option<&Path>) -> Result<NatsTarget, TargetError> {
+        let version = scenario.target.version.as_deref().ok_or_else(|| TargetError::Missing {
+            what: "nats-server version".into(),
+            detail: "the scenario has no target.version".into(),
+            fix: format!("set target.version, e.g. \"{}\"", DEFAULT_VERSIONS[0]),
+        })?;
+        Ok(NatsTarget::new(find_nats_server(version, explicit)?))
+    }
+
+    pub fn server(&self) -> &Path {
+        &self.server
+    }
+
+    async fn wait_ready_inner(&self, nodes: &[NodeSpec], timeout: Duration) -> Result<(), TargetError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match ready_once(nodes).await {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            if Instant::now() >= deadline {
+                return Err(TargetError::Timeout {
+                    action: "wait for the NATS cluster to be ready (every /healthz ok, every peer current at the meta leader)".into(),
+                    waited: timeout,
+                    detail: format!("{last}; see the nodes' logs"),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn create_stream_inner(
+        &self,
+        scenario: &Scenario,
+        nodes: &[NodeSpec],
+        timeout: Duration,
+    ) -> Result<(), TargetError> {
+        assert!(!nodes.is_empty(), "create_stream needs at least one node");
+        let deadline = Instant::now() + timeout;
+        let config = stream_config(scenario);
+        let mut last = String::from("no attempt finished");
+        let mut attempt = 0usize;
+        let mut created = false;
+        while Instant::now() < deadline {
+            let node = &nodes[attempt % nodes.len()];
+            attempt += 1;
+            if !created {
+                match create_once(node, &config).await {
+                    Ok(()) => created = true,
+                    Err(CreateError::Rejected(detail)) => {
+                        return Err(TargetError::Other {
+                            action: format!("create stream {STREAM_NAME} on {}", node.name),
+                            detail: format!(
+                                "{detail}; check the scenario's stream settings against this nats-server version"
+                            ),
+                        });
+                    }
+                    Err(CreateError::Retry(detail)) => last = detail,
+                }
+            }
+            if created {
+                // The first publishes fail until the stream has a leader and its
+                // replicas are current; wait for that here so the load starts clean.
+                match self.leader_inner(nodes).await {
+                    Some((_, true)) => return Ok(()),
+                    Some((leader, false)) => last = format!("stream leader {leader} reports replicas not yet current"),
+                    None => last = "stream created but no node reports its leader yet".into(),
+                }
+            }
+            tokio::time::sleep(CREATE_RETRY_INTERVAL).await;
+        }
+        Err(TargetError::Timeout {
+            action: format!("create stream {STREAM_NAME} with {} replicas and see its leader", config.num_replicas),
+            waited: timeout,
+            detail: format!("{last} (after {attempt} attempts); see the nodes' logs"),
+        })
+    }
+
+    /// The stream leader and whether it sees every other replica as current.
+    /// Only the leader's own `/jsz` knows its followers' state (followers
+    /// report each other as not current), so the answer comes from the node
+    /// that names itself leader.
+    async fn leader_inner(&self, nodes: &[NodeSpec]) -> Option<(String, bool)> {
+        let mut named = BTreeSet::new();
+        for node in nodes {
+            let Ok(jsz) = jsz(node, true).await else { continue };
+            match stream_leader(&jsz) {
+                Some((leader, current)) if leader == node.name => return Some((leader, current)),
+                Some((leader, _)) => {
+                    named.insert(leader);
+                }
+                // A single node without a cluster block: its stream has no Raft group.
+                None if nodes.len() == 1 && stream_detail(&jsz).is_some() => return Some((node.name.clone(), true)),
+                None => {}
+            }
+        }
+        // Some node names a leader that did not answer for itself (e.g. it is
+        // paused or partitioned away): report it, not current.
+        named.into_iter().next().map(|leader| (leader, false))
+    }
+
+    async fn wait_converged_inner(
+        &self,
+        scenario: &Scenario,
+        nodes: &[NodeSpec],
+        timeout: Duration,
+    ) -> Result<(), TargetError> {
+        let deadline = Instant::now() + timeout;
+        let replicas = scenario.stream.replicas as usize;
+        loop {
+            let counts = jsz_counts(nodes).await;
+            let first = counts.values().next().copied();
+            if counts.len() == replicas && counts.values().all(|c| Some(*c) == first) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(TargetError::Timeout {
+                    action: format!("wait for all {replicas} replicas of {STREAM_NAME} to hold the same messages"),
+                    waited: timeout,
+                    detail: format!("per-node (messages, first_seq, last_seq) from /jsz: {counts:?}"),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn read_cluster_inner(&self, nodes: &[NodeSpec]) -> Result<Vec<RecoveredMsg>, String> {
+        let mut errors = Vec::new();
+        for node in nodes {
+            match tokio::time::timeout(READ_CLUSTER_TIMEOUT, read_through(node)).await {
+                Ok(Ok(msgs)) => return Ok(msgs),
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push(format!("{}: reading the stream took over {READ_CLUSTER_TIMEOUT:?}", node.name)),
+            }
+        }
+        Err(format!("failed to read stream {STREAM_NAME} through any node: {}", errors.join("; ")))
+    }
+}
+
+async fn ready_once(nodes: &[NodeSpec]) -> Result<(), String> {
+    for node in nodes {
+        let (status, body) = http::get(node.monitor_addr, "/healthz", HTTP_TIMEOUT).await?;
+        if status != 200 {
+            return Err(format!("{}: /healthz answered HTTP {status}: {}", node.name, body.trim()));
+        }
+    }
+    if nodes.len() == 1 {
+        return Ok(());
+    }
+    let mut leader = None;
+    for node in nodes {
+        let jsz = jsz(node, false).await?;
+        if let Some(name) = jsz["meta_cluster"]["leader"].as_str().filter(|l| !l.is_empty()) {
+            leader = Some(name.to_string());
+            break;
+        }
+    }
+    let leader = leader.ok_or("no node reports a JetStream meta leader yet")?;
+    let leader_node = nodes
+        .iter()
+        .find(|n| n.name == leader)
+        .ok_or_else(|| format!("the meta leader {leader:?} is not one of this cluster's nodes"))?;
+    let jsz = jsz(leader_node, false).await?;
+    let replicas = jsz["meta_cluster"]["replicas"].as_array().cloned().unwrap_or_default();
+    for node in nodes.iter().filter(|n| n.name != leader) {
+        let current = replicas.iter().any(|r| r["name"] == node.name.as_str() && r["current"].as_bool() == Some(true));
+        if !current {
+            return Err(format!("meta leader {leader} does not list {} as a current peer yet", node.name));
+        }
+    }
+    Ok(())
+}
+
+enum CreateError {
+    /// The server refused this configuration: retrying cannot help.
+    Rejected(String),
+    Retry(String),
+}
+
+async fn create_once(node: &NodeSpec, config: &stream::Config) -> Result<(), CreateError> {
+    let client = connect(node, "jetsam-create-stream".into(), CONNECT_TIMEOUT).await.map_err(CreateError::Retry)?;
+    let js = jetstream::new(client);
+    match js.create_stream(config.clone()).await {
+        Ok(mut created) => {
+            let info = created.info().await.map_err(|e| CreateError::Retry(format!("stream info: {e}")))?;
+            assert_eq!(info.config.num_replicas, config.num_replicas, "the server changed the stream's replica count");
+            Ok(())
+        }
+        Err(e) => {
+            if let jetstream::context::CreateStreamErrorKind::JetStream(api) = e.kind() {
+                // 10052: persist mode unsupported; 10058: exists with another config.
+                // Config errors (10025 etc.) do not heal by waiting either.
+                let code = api.error_code().0;
+                if [10052, 10058, 10025, 10033, 10034].contains(&code) {
+                    return Err(CreateError::Rejected(format!("{} refused the stream: {api}", node.name)));
+                }
+            }
+            Err(CreateError::Retry(format!("{}: {e}", node.name)))
+        }
+    }
+}
+
+async fn read_through(node: &NodeSpec) -> Result<Vec<RecoveredMsg>, String> {
+    let client = connect(node, "jetsam-read-cluster".into(), READ_CLUSTER_IDLE_TIMEOUT).await?;
+    let js = jetstream::new(client);
+    let mut stream = js.get_stream(STREAM_NAME).await.map_err(|e| format!("{}: get stream: {e}", node.name))?;
+    let last_seq = stream.info().await.map_err(|e| format!("{}: stream info: {e}", node.name))?.state.last_sequence;
+    let mut out = Vec::new();
+    if last_seq == 0 {
+        return Ok(out);
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("{}: create ordered consumer: {e}", node.name))?;
+    let mut messages = consumer.messages().await.map_err(|e| format!("{}: consume: {e}", node.name))?;
+    loop {
+        let next = tokio::time::timeout(READ_CLUSTER_IDLE_TIMEOUT, messages.next()).await.map_err(|_| {
+            format!(
+                "{}: no message within {READ_CLUSTER_IDLE_TIMEOUT:?} after {} read (stream last seq {last_seq})",
+                node.name,
+                out.len()
+            )
+        })?;
+        let message = match next {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("{}: ordered consumer: {e} after {} read", node.name, out.len())),
+            None => return Err(format!("{}: ordered consumer ended after {} read", node.name, out.len())),
+        };
+        let seq =
+            message.info().map_err(|e| format!("{}: message without stream info: {e}", node.name))?.stream_sequence;
+        let id = message.headers.as_ref().and_then(|h| h.get(ID_HEADER)).map(|v| v.as_str());
+        out.push(RecoveredMsg { seq, id: id_or_marker(id, seq) });
+        if seq >= last_seq {
+            return Ok(out);
+        }
+    }
+}
+
+/// Reads node's replica from its message blocks (the node must be stopped).
+pub fn read_node_files(node: &NodeSpec) -> Result<Vec<RecoveredMsg>, String> {
+    let msgs_dir = node.data_dir.join("jetstream").join("$G").join("streams").join(STREAM_NAME).join("msgs");
+    if !msgs_dir.is_dir() {
+        return Err(format!(
+            "{}: no {} directory: the node holds no replica of stream {STREAM_NAME} (its stream directory is missing)",
+            node.name,
+            msgs_dir.display()
+        ));
+    }
+    let stored = blocks::read_stream_messages(STREAM_NAME, &msgs_dir).map_err(|e| format!("{}: {e}", node.name))?;
+    Ok(stored
+        .into_iter()
+        .map(|m| {
+            let id = m.headers.as_deref().and_then(|h| blocks::header_value(h, ID_HEADER));
+            RecoveredMsg { seq: m.seq, id: id_or_marker(id, m.seq) }
+        })
+        .collect())
+}
+
+/// One client connection to one node, publishing with pipelined acks.
+struct NatsPublisher {
+    js: jetstream::Context,
+    node: String,
+}
+
+impl Publisher for NatsPublisher {
+    fn publish(&self, id: String, payload: Vec<u8>) -> BoxFuture<'_, PublishOutcome> {
+        Box::pin(async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(ID_HEADER, id.as_str());
+            let ack = match self.js.publish_with_headers(SUBJECT, headers, payload.into()).await {
+                Ok(ack) => ack,
+                Err(e) => return send_error_outcome(&e),
+            };
+            match ack.await {
+                Ok(ack) if ack.stream == STREAM_NAME => {
+                    PublishOutcome::Ok { seq: ack.sequence, node: self.node.clone() }
+                }
+                Ok(ack) => PublishOutcome::Info { error: format!("acknowledged by another stream {:?}", ack.stream) },
+                Err(e) => ack_error_outcome(&e),
+            }
+        })
+    }
+}
+
+/// Before the message left the client: nothing reached the server, except
+/// that a send timeout leaves that unknown.
+fn send_error_outcome(e: &jetstream::context::PublishError) -> PublishOutcome {
+    use jetstream::context::PublishErrorKind as K;
+    match e.kind() {
+        K::TimedOut => PublishOutcome::Info { error: e.to_string() },
+        _ => PublishOutcome::Fail { error: e.to_string() },
+    }
+}
+
+/// Waiting for the ack, mapped as Jepsen's NATS suite does: "no responders"
+/// and JetStream API errors (e.g. "temporarily unavailable") are definite;
+/// a timeout, a lost connection or a garbled answer are not.
+fn ack_error_outcome(e: &jetstream::context::PublishError) -> PublishOutcome {
+    use jetstream::context::PublishErrorKind as K;
+    let api_error = std::error::Error::source(e).is_some_and(|s| s.downcast_ref::<jetstream::Error>().is_some());
+    match e.kind() {
+        K::StreamNotFound | K::WrongLastMessageId | K::WrongLastSequence | K::MaxPayloadExceeded => {
+            PublishOutcome::Fail { error: e.to_string() }
+        }
+        K::Other if api_error => PublishOutcome::Fail { error: e.to_string() },
+        _ => PublishOutcome::Info { error: e.to_string() },
+    }
+}
+
+impl Target for NatsTarget {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn validate(&self, scenario: &Scenario) -> Result<(), (String, String)> {
+        validate_scenario(scenario)
+    }
+
+    fn command(&self, scenario: &Scenario, node: &NodeSpec) -> Result<CommandSpec, TargetError> {
+        let conf = render_config(scenario, node)?;
+        let path = node.conf_dir.join(format!("{}.conf", node.name));
+        std::fs::create_dir_all(&node.conf_dir).and_then(|()| std::fs::write(&path, conf)).map_err(|e| {
+            TargetError::Other {
+                action: format!("write the nats-server config {}", path.display()),
+                detail: format!("{e}; check that the run folder is writable"),
+            }
+        })?;
+        Ok(CommandSpec {
+            program: self.server.clone(),
+            args: vec!["--config".into(), path.display().to_string()],
+            env: BTreeMap::new(),
+        })
+    }
+
+    fn wait_ready<'a>(&'a self, nodes: &'a [NodeSpec], timeout: Duration) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(self.wait_ready_inner(nodes, timeout))
+    }
+
+    fn create_stream<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(self.create_stream_inner(scenario, nodes, timeout))
+    }
+
+    fn publisher<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        client: u32,
+    ) -> BoxFuture<'a, Result<Box<dyn Publisher>, TargetError>> {
+        Box::pin(async move {
+            assert!(!nodes.is_empty(), "publisher needs at least one node");
+            let node = &nodes[client as usize % nodes.len()];
+            let timeout = scenario.workload.timeout;
+            let client = connect(node, format!("jetsam-client-{client}"), timeout)
+                .await
+                .map_err(|detail| TargetError::Other { action: "connect a publishing client".into(), detail })?;
+            let js = jetstream::ContextBuilder::new()
+                .timeout(timeout)
+                .max_ack_inflight(ACKS_IN_FLIGHT_MAX)
+                .backpressure_on_inflight(true)
+                .build(client);
+            Ok(Box::new(NatsPublisher { js, node: node.name.clone() }) as Box<dyn Publisher>)
+        })
+    }
+
+    fn leader<'a>(&'a self, nodes: &'a [NodeSpec]) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move { self.leader_inner(nodes).await.map(|(leader, _)| leader) })
+    }
+
+    fn wait_converged<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(self.wait_converged_inner(scenario, nodes, timeout))
+    }
+
+    fn read_back_mode(&self) -> ReadBack {
+        ReadBack::AfterStop
+    }
+
+    fn read_node<'a>(
+        &'a self,
+        _scenario: &'a Scenario,
+        node: &'a NodeSpec,
+    ) -> BoxFuture<'a, Result<Vec<RecoveredMsg>, String>> {
+        let node = node.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || read_node_files(&node))
+                .await
+                .unwrap_or_else(|e| Err(format!("block reader task failed: {e}")))
+        })
+    }
+
+    fn read_cluster<'a>(
+        &'a self,
+        _scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+    ) -> BoxFuture<'a, Option<Result<Vec<RecoveredMsg>, String>>> {
+        Box::pin(async move { Some(self.read_cluster_inner(nodes).await) })
+    }
+
+    fn default_corrupt_globs(&self) -> Vec<String> {
+        vec!["jetstream/$G/streams/*/msgs/*.blk".to_string()]
+    }
+}

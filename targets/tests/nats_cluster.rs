@@ -1,0 +1,305 @@
+//! Runs a real 3-node nats-server 2.12.1 cluster on loopback through
+//! `NatsTarget`: ready, R3 stream, pipelined publishes, the cluster view,
+//! a clean stop, and every node's message blocks against the acks.
+//! Needs the binary (`scripts/install-nats.sh 2.12.1`); set
+//! `JETSAM_SKIP_NATS=1` to skip where it cannot be installed.
+
+use jetsam_core::scenario::Scenario;
+use jetsam_targets::nats::{self, NatsTarget};
+use jetsam_targets::{NodeSpec, PublishOutcome, Publisher, ReadBack, Target};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const VERSION: &str = "2.12.1";
+const MESSAGES: usize = 300;
+
+/// The binary, or `None` when skipping is allowed; panics with the install command otherwise.
+fn server_or_skip(test: &str) -> Option<PathBuf> {
+    match nats::find_nats_server(VERSION, None) {
+        Ok(path) => Some(path),
+        Err(e) if std::env::var("JETSAM_SKIP_NATS").as_deref() == Ok("1") => {
+            eprintln!("{test}: skipped (JETSAM_SKIP_NATS=1): {e}");
+            None
+        }
+        Err(e) => panic!("{test} needs nats-server {VERSION}: {e} (or set JETSAM_SKIP_NATS=1 to skip)"),
+    }
+}
+
+fn scenario(nodes: u32, replicas: u32, extra: &str) -> Scenario {
+    let text = format!(
+        "name = \"nats-test\"\nnodes = {nodes}\nduration = \"1s\"\n\
+         [target]\nkind = \"nats\"\nversion = \"{VERSION}\"\n\
+         [stream]\nreplicas = {replicas}\n{extra}\n\
+         [workload]\nclients = 3\npayload_bytes = 64\ntimeout = \"5s\"\n"
+    );
+    Scenario::from_toml_str("test", &text).unwrap()
+}
+
+/// Free loopback ports, held until all are chosen so none repeats.
+fn free_addrs(count: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..count).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// The cluster's processes; SIGKILLed on drop so a failing test leaves nothing running.
+struct Cluster {
+    specs: Vec<NodeSpec>,
+    children: BTreeMap<String, Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(target: &NatsTarget, scenario: &Scenario) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let names = scenario.node_names();
+        let addrs = free_addrs(names.len() * 4);
+        let peer_addr = |i: usize| addrs[i * 4 + 1];
+        let specs: Vec<NodeSpec> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let peers = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(j, peer)| (peer.clone(), peer_addr(j)))
+                    .collect();
+                NodeSpec {
+                    name: name.clone(),
+                    data_dir: dir.path().join("data").join(name),
+                    conf_dir: dir.path().join("conf"),
+                    client_addr: addrs[i * 4],
+                    peer_listen_addr: peer_addr(i),
+                    peers,
+                    monitor_addr: addrs[i * 4 + 2],
+                    dead_addr: addrs[i * 4 + 3],
+                }
+            })
+            .collect();
+        let mut cluster = Cluster { specs: Vec::new(), children: BTreeMap::new(), _dir: dir };
+        for spec in &specs {
+            std::fs::create_dir_all(&spec.data_dir).unwrap();
+            let command = target.command(scenario, spec).unwrap();
+            let log = std::fs::File::create(spec.conf_dir.join(format!("{}.log", spec.name))).unwrap();
+            let child = Command::new(&command.program)
+                .args(&command.args)
+                .envs(&command.env)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            cluster.children.insert(spec.name.clone(), child);
+        }
+        cluster.specs = specs;
+        cluster
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.specs[0].conf_dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// SIGTERM every node and wait (bounded) for each to exit on its own.
+    fn stop_cleanly(&mut self) {
+        for child in self.children.values() {
+            let pid = libc::pid_t::try_from(child.id()).unwrap();
+            // SAFETY: plain kill(2) on a child we spawned and have not reaped.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (name, child) in &mut self.children {
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    eprintln!("{name} exited: {status}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{name} did not exit within 30s of SIGTERM");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn nats_r3_cluster_acks_match_every_replicas_blocks() {
+    let Some(server) = server_or_skip("nats_r3_cluster_acks_match_every_replicas_blocks") else { return };
+    let scenario = scenario(3, 3, "sync = \"always\"");
+    let target = Arc::new(NatsTarget::new(server));
+    target.validate(&scenario).unwrap();
+    assert_eq!(target.read_back_mode(), ReadBack::AfterStop);
+    let mut cluster = Cluster::start(&target, &scenario);
+    let conf = std::fs::read_to_string(cluster.specs[0].conf_dir.join("n1.conf")).unwrap();
+    assert!(conf.contains("sync_interval: \"always\""), "{conf}");
+    assert!(conf.contains(&format!("advertise: \"{}\"", cluster.specs[0].dead_addr)), "{conf}");
+
+    let rt = runtime();
+    let specs = cluster.specs.clone();
+    let (acks, leader, cluster_view, counts) = rt.block_on(async {
+        let ready = target.wait_ready(&specs, Duration::from_secs(30)).await;
+        if let Err(e) = ready {
+            panic!("{e}\nn1 log:\n{}", cluster.log("n1"));
+        }
+        target.create_stream(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
+        let leader = target.leader(&specs).await.expect("a stream leader after create_stream");
+
+        // Three clients on three nodes, each with all its publishes in flight at once.
+        let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+        for client in 0..3u32 {
+            publishers.push(Arc::from(target.publisher(&scenario, &specs, client).await.unwrap()));
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..MESSAGES {
+            let client = i % 3;
+            let publisher = Arc::clone(&publishers[client]);
+            let id = format!("{client}-{}", i / 3);
+            tasks.spawn(async move {
+                let outcome = publisher.publish(id.clone(), vec![b'x'; 64]).await;
+                (id, outcome)
+            });
+        }
+        let mut acks = BTreeMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (id, outcome) = joined.unwrap();
+            match outcome {
+                PublishOutcome::Ok { seq, node } => {
+                    assert!(specs.iter().any(|s| s.name == node), "ack from unknown node {node}");
+                    assert!(acks.insert(id, seq).is_none());
+                }
+                other => panic!("publish {id} on a healthy cluster: {other:?}"),
+            }
+        }
+        target.wait_converged(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
+        let counts = nats::jsz_counts(&specs).await;
+        let cluster_view = target.read_cluster(&scenario, &specs).await.expect("nats offers a cluster view").unwrap();
+        (acks, leader, cluster_view, counts)
+    });
+    assert!(specs.iter().any(|s| s.name == leader), "leader {leader} is not a node");
+    assert_eq!(acks.len(), MESSAGES);
+    let seqs: BTreeSet<u64> = acks.values().copied().collect();
+    assert_eq!(seqs, (1..=MESSAGES as u64).collect::<BTreeSet<_>>(), "acked sequences are 1..=N, each once");
+    let expected_counts: BTreeMap<String, (u64, u64, u64)> =
+        specs.iter().map(|s| (s.name.clone(), (MESSAGES as u64, 1, MESSAGES as u64))).collect();
+    assert_eq!(counts, expected_counts);
+
+    let by_seq: BTreeMap<u64, String> = acks.iter().map(|(id, seq)| (*seq, id.clone())).collect();
+    let view: BTreeMap<u64, String> = cluster_view.iter().map(|m| (m.seq, m.id.clone())).collect();
+    assert_eq!(cluster_view.len(), MESSAGES);
+    assert_eq!(view, by_seq, "the cluster view holds every acked id at its acked sequence");
+
+    cluster.stop_cleanly();
+    for spec in &specs {
+        let held = rt.block_on(target.read_node(&scenario, spec)).unwrap_or_else(|e| panic!("read {}: {e}", spec.name));
+        let held: BTreeMap<u64, String> = held.into_iter().map(|m| (m.seq, m.id)).collect();
+        assert_eq!(held, by_seq, "{}'s blocks hold every acked id at its acked sequence", spec.name);
+    }
+}
+
+#[test]
+fn nats_read_node_reports_a_truncated_block() {
+    let Some(server) = server_or_skip("nats_read_node_reports_a_truncated_block") else { return };
+    let scenario = scenario(1, 1, "");
+    let target = NatsTarget::new(server);
+    let mut cluster = Cluster::start(&target, &scenario);
+    let specs = cluster.specs.clone();
+    let rt = runtime();
+    rt.block_on(async {
+        target.wait_ready(&specs, Duration::from_secs(30)).await.unwrap();
+        target.create_stream(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(target.leader(&specs).await.as_deref(), Some("n1"));
+        let publisher = target.publisher(&scenario, &specs, 0).await.unwrap();
+        for i in 0..20 {
+            match publisher.publish(format!("0-{i}"), vec![b'y'; 64]).await {
+                PublishOutcome::Ok { seq, node } => {
+                    assert_eq!((seq, node.as_str()), (i + 1, "n1"));
+                }
+                other => panic!("publish 0-{i}: {other:?}"),
+            }
+        }
+    });
+    cluster.stop_cleanly();
+    let held = rt.block_on(target.read_node(&scenario, &specs[0])).unwrap();
+    assert_eq!(held.len(), 20);
+    assert_eq!(held[19].id, "0-19");
+
+    let msgs_dir = specs[0].data_dir.join("jetstream/$G/streams/jetsam/msgs");
+    let block = first_block(&msgs_dir);
+    // One flipped bit in the payload of the 11th record fails that record's hash.
+    let pristine = std::fs::read(&block).unwrap();
+    let payload = [b'y'; 64];
+    // Each payload follows the header block's final `\n`, which tells it from
+    // a window shifted into a hash that happens to start with `y`.
+    let payload_starts: Vec<usize> =
+        (1..pristine.len() - 64).filter(|&i| pristine[i - 1] == b'\n' && pristine[i..i + 64] == payload).collect();
+    let mut flipped = pristine.clone();
+    assert_eq!(payload_starts.len(), 20, "one payload per record");
+    flipped[payload_starts[10] + 30] ^= 0x04;
+    std::fs::write(&block, &flipped).unwrap();
+    let err = rt.block_on(target.read_node(&scenario, &specs[0])).unwrap_err();
+    assert!(err.contains("checksum mismatch") && err.contains("10 good records before it"), "{err}");
+    std::fs::write(&block, &pristine).unwrap();
+
+    let len = std::fs::metadata(&block).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&block).unwrap();
+    file.set_len(len - 5).unwrap();
+    drop(file);
+    let err = rt.block_on(target.read_node(&scenario, &specs[0])).unwrap_err();
+    assert!(err.contains("truncated") && err.contains("19 good records before it"), "{err}");
+
+    // A node whose data dir holds no stream is unreadable, with the reason.
+    std::fs::remove_dir_all(specs[0].data_dir.join("jetstream")).unwrap();
+    let err = rt.block_on(target.read_node(&scenario, &specs[0])).unwrap_err();
+    assert!(err.contains("no replica"), "{err}");
+}
+
+fn first_block(msgs_dir: &Path) -> PathBuf {
+    let mut blocks: Vec<PathBuf> = std::fs::read_dir(msgs_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "blk"))
+        .collect();
+    blocks.sort();
+    assert_eq!(blocks.len(), 1, "20 small messages fit one block: {blocks:?}");
+    blocks.remove(0)
+}
+
+#[test]
+fn nats_validate_rejects_async_r3_and_missing_version() {
+    let target = NatsTarget::new(PathBuf::from("/nonexistent/nats-server"));
+    let (message, fix) = target.validate(&scenario(3, 3, "consistency = \"async\"")).unwrap_err();
+    assert!(message.contains("10052"), "{message}");
+    assert!(fix.contains("replicas = 1"), "{fix}");
+    assert!(target.validate(&scenario(1, 1, "consistency = \"async\"\nsync = \"1s\"")).is_ok());
+    assert!(target.validate(&scenario(3, 3, "sync = \"always\"")).is_ok());
+    assert!(target.validate(&scenario(3, 3, "sync = \"sometimes\"")).is_err());
+    assert!(target.validate(&scenario(3, 1, "")).is_err(), "every node must hold a replica");
+
+    let mut no_version = scenario(3, 3, "");
+    no_version.target.version = None;
+    let (message, _) = target.validate(&no_version).unwrap_err();
+    assert!(message.contains("target.version"), "{message}");
+}
+
+#[test]
+fn nats_find_server_reports_the_install_command() {
+    let err = nats::find_nats_server("0.0.1", None).unwrap_err().to_string();
+    assert!(err.contains("install-nats.sh 0.0.1"), "{err}");
+    let err = nats::find_nats_server(VERSION, Some(Path::new("/nonexistent/nats-server"))).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/nats-server is not a file"), "{err}");
+}
