@@ -8,16 +8,17 @@
 //! - **duplicated**: one id held at two or more sequences of one view;
 //!   counted once per distinct id, and per node;
 //! - **seq-mismatch**: an `ok` said id x is at sequence s, but a view that
-//!   holds s holds another id there; counted once per acknowledged id, and
-//!   per node;
+//!   holds s holds another id there, or a view holds x only at other
+//!   sequences (and nothing at s); counted once per acknowledged id, and per
+//!   node;
 //! - **recovered indeterminate**: an `info` or never-completed write that is
 //!   held (not an anomaly: it tells how many unknown outcomes were in fact
 //!   written).
 //!
 //! Does not verify: payloads (read-back carries ids only), that a write is
 //! held at all (see [`crate::lost`]), or agreement between nodes (see
-//! [`crate::divergence`]). A view that does not hold sequence s at all is no
-//! seq-mismatch for s: the missing write is a loss or a divergence instead.
+//! [`crate::divergence`]). A view that holds neither sequence s nor x is no
+//! seq-mismatch: the missing write is a loss or a divergence instead.
 
 use crate::data::{Bitset, Entry, History, Outcome, Recovered};
 use jetsam_core::report::{SAMPLE_MAX, Sampled};
@@ -111,10 +112,11 @@ pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
                 for ack in history.acks() {
                     let pos = ack.seq.checked_sub(first).and_then(|p| usize::try_from(p).ok());
                     // An op index is never STRANGER, so a stranger there mismatches too.
-                    if let Some(held) = pos.and_then(|p| entries.get(p))
-                        && *held != ack.op
-                    {
-                        mark(ack.op);
+                    match pos.and_then(|p| entries.get(p)) {
+                        Some(held) if *held == ack.op => {}
+                        Some(_) => mark(ack.op),
+                        None if v.holds(ack.op) => mark(ack.op),
+                        None => {}
                     }
                 }
             }
@@ -122,8 +124,8 @@ pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
                 for ack in history.acks() {
                     match v.at(ack.seq) {
                         Some(Entry::Op(op)) if op == ack.op => {}
-                        None => {}
-                        Some(_) => mark(ack.op),
+                        None if !v.holds(ack.op) => {}
+                        _ => mark(ack.op),
                     }
                 }
             }
@@ -138,16 +140,27 @@ pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
             let (name, other) = views
                 .iter()
                 .find_map(|(name, v)| match v.at(ack.seq) {
-                    Some(e) if e != Entry::Op(ack.op) => Some((name, e)),
+                    Some(e) if e != Entry::Op(ack.op) => Some((name, Some(e))),
+                    None if v.holds(ack.op) => Some((name, None)),
                     _ => None,
                 })
-                .expect("a mismatched ack has a view holding another id at its sequence");
-            format!(
-                "{} acked at seq {}; {name} holds {} there",
-                history.id(ack.op),
-                ack.seq,
-                entry_text(history, other)
-            )
+                .expect("a mismatched ack has a view holding another id at its sequence, or it elsewhere");
+            match other {
+                Some(e) => {
+                    format!(
+                        "{} acked at seq {}; {name} holds {} there",
+                        history.id(ack.op),
+                        ack.seq,
+                        entry_text(history, e)
+                    )
+                }
+                None => format!(
+                    "{} acked at seq {}; {name} holds it only at another seq and nothing at {}",
+                    history.id(ack.op),
+                    ack.seq,
+                    ack.seq
+                ),
+            }
         });
     }
     out

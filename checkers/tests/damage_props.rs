@@ -64,6 +64,8 @@ enum Damage {
     DropPrefix(Index),
     /// One node holds a stranger where the others hold a written id.
     Conflict(Index, Index),
+    /// Every node holds one acknowledged id at a new sequence instead of its own.
+    Move(Index),
 }
 
 fn damage() -> impl Strategy<Value = Damage> {
@@ -76,6 +78,7 @@ fn damage() -> impl Strategy<Value = Damage> {
         (any::<Index>(), any::<bool>()).prop_map(|(n, garbage)| Damage::Stranger(n, garbage)),
         any::<Index>().prop_map(Damage::DropPrefix),
         (any::<Index>(), any::<Index>()).prop_map(|(n, p)| Damage::Conflict(n, p)),
+        any::<Index>().prop_map(Damage::Move),
     ]
 }
 
@@ -263,6 +266,15 @@ proptest! {
                     let damaged = format!("n{}", node + 1);
                     prop_assert!(names.contains(&damaged.as_str()), "{:?} lacks {}", names, damaged);
                 }
+            }
+            Damage::Move(pick) => {
+                prop_assume!(!acked.is_empty());
+                let x = acked[pick.index(acked.len())].to_string();
+                for h in &mut held {
+                    h.retain(|(_, id)| *id != x);
+                    h.push((last_seq + 1, x.clone()));
+                }
+                want.seq_mismatch = 1;
             }
             Damage::DropPrefix(k) => {
                 prop_assume!(!stream.is_empty());

@@ -106,6 +106,7 @@ fn every_case_gives_its_known_answer() {
         ("cluster-view-lost", expect(F, 0, none, 0, 0, 0, Some(1), OK3)),
         ("no-scenario", expect(F, 0, none, 0, 1, 0, None, &[("n1", 0, false), ("n2", 1, false)])),
         ("lost-classes", expect(F, 3, none, 0, 0, 3, None, &[("n1", 3, false), ("n2", 3, false), ("n3", 3, false)])),
+        ("misplaced", expect(F, 0, [0, 0, 0, 1], 0, 0, 0, None, OK3)),
         ("r1-on-three", expect(P, 0, none, 0, 0, 0, None, &[("n1", 6, false), ("n2", 0, false), ("n3", 6, false)])),
     ];
     for (case, want) in cases {
@@ -172,6 +173,10 @@ fn samples_name_the_anomalies() {
         vec!["0-1 acked at seq 3; n1 holds 0-2 there", "0-2 acked at seq 4; n1 holds 0-1 there"]
     );
     assert_eq!(r.nodes["n2"].seq_mismatch, 2);
+    assert_eq!(
+        run("misplaced").seq_mismatch.sample,
+        vec!["0-1 acked at seq 3; n1 holds it only at another seq and nothing at 3"]
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ fn reports_and_summaries_match_their_snapshots() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 19, "fixtures missing: {cases:?}");
+    assert!(cases.len() >= 20, "fixtures missing: {cases:?}");
     for case in cases {
         let (input, config) = load_run(&root.join(&case), &Overrides::default()).unwrap();
         let report = check(&input, &config);
