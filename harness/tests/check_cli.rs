@@ -215,6 +215,15 @@ fn malformed_files_are_bad_input_naming_file_and_line() {
     );
     // A node both read and unreadable.
     expect_bad_input("recovered/n1.unreadable", |_| "timed out\n".to_string(), &["n1.jsonl", "n1.unreadable", "both"]);
+    // Bytes that are not UTF-8, on line 2.
+    let dir = scratch("pass-strong");
+    let mut bytes = b"{\"seq\":1,\"id\":\"0-0\"}\n{\"seq\":2,\"id\":\"".to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(b"\"}\n");
+    std::fs::write(dir.path().join("recovered/n1.jsonl"), bytes).unwrap();
+    let out = check(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("n1.jsonl:2: not UTF-8"), "{}", stderr(&out));
     // Missing history.
     let dir = scratch("pass-strong");
     std::fs::remove_file(dir.path().join("history.jsonl")).unwrap();
