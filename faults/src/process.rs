@@ -391,6 +391,12 @@ mod tests {
         assert_eq!(p.state(), ProcState::Running);
         // Own process group.
         assert_eq!(nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32))).unwrap().as_raw(), pid as i32);
+        // Let the shell print before it is stopped (bounded).
+        let deadline = Instant::now() + T;
+        while !std::fs::read_to_string(dir.path().join("n1.log")).unwrap().contains("hello\n") {
+            assert!(Instant::now() < deadline, "the child never wrote to its log");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         p.pause(T).unwrap();
         assert_eq!(p.state(), ProcState::Paused);
         assert_eq!(proc_state(pid), Some('T'));

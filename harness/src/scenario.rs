@@ -92,7 +92,7 @@ pub fn load(
 ) -> Result<Resolved, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
     let file = path.display().to_string();
-    let mut scenario = Scenario::from_toml_str(&file, &text)?;
+    let mut scenario = Scenario::from_toml_str(&file, &text).map_err(|e| pinpoint_unknown_key(&file, &text, e))?;
     if let Some(seed) = overrides.seed {
         scenario.seed = Some(seed);
     }
@@ -203,6 +203,32 @@ pub fn find_key_line(text: &str, table: &str, index: Option<usize>, key: &str) -
     }
     // Not written: point at the table it belongs in, if any.
     header_line
+}
+
+/// serde reports an unknown key inside a `[[faults]]` table at the table's
+/// header (the fault's options are flattened); point at the key itself and
+/// say what to do.
+fn pinpoint_unknown_key(file: &str, text: &str, e: ScenarioError) -> ScenarioError {
+    let ScenarioError::Parse { message, .. } = &e else { return e };
+    let Some(key) = message.split("unknown field `").nth(1).and_then(|rest| rest.split('`').next()) else {
+        return e;
+    };
+    let from_line: usize = message
+        .split("at line ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let line = text.lines().enumerate().skip(from_line.saturating_sub(1)).find_map(|(i, l)| {
+        let k = l.split_once('=')?.0.trim().trim_matches('"');
+        (k == key).then_some(i + 1)
+    });
+    let expected = message.split("expected ").nth(1).map(|rest| rest.lines().next().unwrap_or("").trim().to_string());
+    let fix = match expected {
+        Some(list) if !list.is_empty() => format!("remove {key:?} or correct its spelling (expected {list})"),
+        _ => format!("remove {key:?} or correct its spelling (see docs/scenarios.md)"),
+    };
+    ScenarioError::Invalid { file: file.to_string(), line, message: format!("unknown key {key:?}"), fix }
 }
 
 fn check_seed(ctx: &Ctx, seed: u64) -> Result<(), ScenarioError> {

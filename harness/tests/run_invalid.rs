@@ -1,0 +1,119 @@
+//! `jetsam run` rejects every bad scenario before anything starts: exit 2,
+//! an error naming the file, the line of the offending key and the fix, and
+//! no run folder written.
+
+use std::process::Command;
+
+const GOOD: &str = r#"name = "t"
+nodes = 3
+duration = "5s"
+
+[stream]
+replicas = 3
+consistency = "strong"
+sync = "always"
+
+[workload]
+clients = 2
+
+[[faults]]
+kind = "kill"
+targets = "one"
+every = "2s"
+"#;
+
+/// Runs `jetsam run` on `text` and returns (exit code, stderr); asserts that no run folder was created.
+fn run(text: &str, extra: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, text).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_jetsam"))
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(extra)
+        .env("CI", "1")
+        .output()
+        .unwrap();
+    assert!(!out_dir.exists(), "a rejected scenario must not create its run folder");
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
+    // (what is wrong, the edit to GOOD, expected fragments of the error)
+    let cases: &[(&str, (&str, &str), &[&str])] = &[
+        (
+            "unknown top-level key",
+            ("nodes = 3", "nodes = 3\ncolour = \"red\""),
+            &[":3:", "unknown key \"colour\"", "fix: remove"],
+        ),
+        (
+            "unknown key in a fault",
+            ("every = \"2s\"", "every = \"2s\"\nsevirity = 3"),
+            &[":17:", "unknown key \"sevirity\"", "fix: remove"],
+        ),
+        ("bad value type", ("nodes = 3", "nodes = \"three\""), &["line 2", "invalid type"]),
+        ("bad duration", ("duration = \"5s\"", "duration = \"5 parsecs\""), &["line 3", "invalid duration"]),
+        ("duration without unit", ("duration = \"5s\"", "duration = \"5\""), &["missing unit"]),
+        (
+            "async with replicas 3",
+            ("consistency = \"strong\"", "consistency = \"async\""),
+            &[":7:", "async", "fix:", "replicas = 1"],
+        ),
+        (
+            "unknown fault kind",
+            ("kind = \"kill\"", "kind = \"meteor\""),
+            &[":14:", "unknown fault kind \"meteor\"", "fix: use one of: kill, pause"],
+        ),
+        ("unknown selector", ("targets = \"one\"", "targets = \"some\""), &[":15:", "unknown targets \"some\""]),
+        (
+            "unknown node name",
+            ("targets = \"one\"", "targets = [\"n7\"]"),
+            &[":15:", "unknown node \"n7\"", "n1, n2, n3"],
+        ),
+        ("replicas above nodes", ("replicas = 3", "replicas = 4"), &[":6:", "stream.replicas = 4"]),
+        ("node count the node target cannot run", ("nodes = 3", "nodes = 4"), &["1, 3 or 5"]),
+        ("zero rate", ("clients = 2", "clients = 2\nrate = 0"), &[":12:", "rate = 0"]),
+        ("every and at", ("every = \"2s\"", "every = \"2s\"\nat = [\"1s\"]"), &[":16:", "both every and at"]),
+        ("at after the end", ("every = \"2s\"", "at = [\"9s\"]"), &[":16:", "not before the end"]),
+        (
+            "unknown bug",
+            ("[stream]", "[target]\nbug = \"gremlins\"\n\n[stream]"),
+            &[":6:", "unknown node bug", "ack-before-write"],
+        ),
+        ("bad sync", ("sync = \"always\"", "sync = \"sometimes\""), &[":8:", "stream.sync"]),
+    ];
+    for (what, (from, to), fragments) in cases {
+        assert!(GOOD.contains(from), "{what}: the edit must apply");
+        let text = GOOD.replacen(from, to, 1);
+        let (code, stderr) = run(&text, &[]);
+        assert_eq!(code, 2, "{what}: exit code; stderr: {stderr}");
+        assert!(stderr.contains("bad.toml"), "{what}: the error names the file: {stderr}");
+        for f in *fragments {
+            assert!(stderr.contains(f), "{what}: expected {f:?} in: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn bad_command_line_overrides_exit_2() {
+    let (code, stderr) = run(GOOD, &["--duration", "soon"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("invalid duration"), "{stderr}");
+    let (code, stderr) = run(GOOD, &["--seed", "18446744073709551615"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("below 2^63"), "{stderr}");
+    let (code, stderr) = run(GOOD, &["--duration", "0s"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("duration"), "{stderr}");
+}
+
+#[test]
+fn a_missing_scenario_file_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_jetsam")).args(["run", "/nonexistent/x.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed to read scenario /nonexistent/x.toml"));
+}
