@@ -38,6 +38,7 @@ pub enum RequestBody {
     Publish {
         stream: String,
         id: String,
+        #[serde(with = "hex_bytes")]
         payload: Vec<u8>,
     },
     /// Publish several messages atomically (all or none); not allowed on async streams.
@@ -64,6 +65,7 @@ pub enum RequestBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchMessage {
     pub id: String,
+    #[serde(with = "hex_bytes")]
     pub payload: Vec<u8>,
 }
 
@@ -108,6 +110,7 @@ pub struct StreamInfo {
 pub struct StoredMessage {
     pub seq: u64,
     pub id: String,
+    #[serde(with = "hex_bytes")]
     pub payload: Vec<u8>,
 }
 
@@ -225,6 +228,48 @@ pub enum FrameError {
     Json(String),
 }
 
+/// serde helper: bytes as a lowercase hex string (a JSON array of numbers
+/// costs ~3.5 bytes per byte and much more CPU to parse).
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = Vec::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            out.push(DIGITS[(b >> 4) as usize]);
+            out.push(DIGITS[(b & 15) as usize]);
+        }
+        String::from_utf8(out).expect("hex digits are ASCII")
+    }
+
+    pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+        fn nibble(c: u8) -> Result<u8, String> {
+            match c {
+                b'0'..=b'9' => Ok(c - b'0'),
+                b'a'..=b'f' => Ok(c - b'a' + 10),
+                b'A'..=b'F' => Ok(c - b'A' + 10),
+                _ => Err(format!("invalid hex digit {:?}", c as char)),
+            }
+        }
+        let t = text.as_bytes();
+        if !t.len().is_multiple_of(2) {
+            return Err(format!("hex string of odd length {}", t.len()));
+        }
+        t.chunks_exact(2).map(|p| Ok(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Encodes a value as one frame (length prefix + JSON).
 pub fn encode_frame<T: Serialize>(value: &T) -> Vec<u8> {
     let body = serde_json::to_vec(value).expect("protocol types always serialize");
@@ -264,5 +309,55 @@ mod tests {
         assert_eq!(len, frame.len() - 4);
         let back: Request = decode_body(&frame[4..]).unwrap();
         assert_eq!(back, req);
+    }
+
+    fn cfg(replicas: u32, consistency: Option<Mode>) -> StreamConfig {
+        StreamConfig { name: "s".into(), replicas, consistency }
+    }
+
+    #[test]
+    fn payloads_are_hex_strings() {
+        let req = Request {
+            req_id: 1,
+            body: RequestBody::Publish { stream: "s".into(), id: "a".into(), payload: vec![0, 1, 0xab, 0xff] },
+        };
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(json.contains(r#""payload":"0001abff""#), "{json}");
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), req);
+        assert_eq!(hex_bytes::decode("0g").unwrap_err(), "invalid hex digit 'g'");
+        assert!(hex_bytes::decode("abc").is_err());
+    }
+
+    #[test]
+    fn adr_rules_on_create() {
+        assert_eq!(check_create(&cfg(3, None), 3), Ok(()));
+        assert_eq!(check_create(&cfg(1, Some(Mode::Async)), 1), Ok(()));
+        for replicas in [3, 5] {
+            let (code, message) = check_create(&cfg(replicas, Some(Mode::Async)), replicas).unwrap_err();
+            assert_eq!(code, ErrorCode::AsyncRequiresR1);
+            assert!(message.contains("replicas = 1"), "{message}");
+        }
+        assert_eq!(check_create(&cfg(2, None), 2).unwrap_err().0, ErrorCode::InvalidConfig);
+        assert_eq!(check_create(&cfg(1, None), 3).unwrap_err().0, ErrorCode::InvalidConfig);
+        let unnamed = StreamConfig { name: String::new(), replicas: 1, consistency: None };
+        assert_eq!(check_create(&unnamed, 1).unwrap_err().0, ErrorCode::InvalidConfig);
+    }
+
+    #[test]
+    fn adr_rules_on_update() {
+        let async_r1 = cfg(1, Some(Mode::Async));
+        assert_eq!(check_update(&async_r1, &cfg(3, None), 3).unwrap_err().0, ErrorCode::AsyncRequiresR1);
+        assert_eq!(check_update(&async_r1, &cfg(1, None), 1), Ok(()));
+        assert_eq!(check_update(&cfg(1, None), &async_r1, 1), Ok(()));
+        let renamed = StreamConfig { name: "t".into(), replicas: 1, consistency: None };
+        assert_eq!(check_update(&cfg(1, None), &renamed, 1).unwrap_err().0, ErrorCode::InvalidConfig);
+    }
+
+    #[test]
+    fn unset_consistency_stays_unset_on_the_wire() {
+        let json = serde_json::to_string(&cfg(3, None)).unwrap();
+        assert!(!json.contains("consistency"), "{json}");
+        let back: StreamConfig = serde_json::from_str(r#"{"name":"s","replicas":1,"consistency":"async"}"#).unwrap();
+        assert_eq!(back.consistency, Some(Mode::Async));
     }
 }

@@ -7,7 +7,7 @@
 //! no-op), so every replica holding the same prefix assigns the same
 //! sequences without any extra coordination. This module does no I/O.
 
-use jetsam_core::proto::{StoredMessage, StreamConfig};
+use jetsam_core::proto::{BatchMessage, StoredMessage, StreamConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::storage::{Entry, Record};
@@ -15,10 +15,20 @@ use crate::storage::{Entry, Record};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
-    CreateStream { config: StreamConfig },
-    UpdateStream { config: StreamConfig },
-    Publish { id: String, payload: Vec<u8> },
-    Batch { messages: Vec<(String, Vec<u8>)> },
+    CreateStream {
+        config: StreamConfig,
+    },
+    UpdateStream {
+        config: StreamConfig,
+    },
+    Publish {
+        id: String,
+        #[serde(with = "jetsam_core::proto::hex_bytes")]
+        payload: Vec<u8>,
+    },
+    Batch {
+        messages: Vec<BatchMessage>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -139,8 +149,8 @@ impl LogState {
                     out.push(StoredMessage { seq, id: id.clone(), payload: payload.clone() })
                 }
                 Command::Batch { messages } => {
-                    let (id, payload) = &messages[sub];
-                    out.push(StoredMessage { seq, id: id.clone(), payload: payload.clone() })
+                    let m = &messages[sub];
+                    out.push(StoredMessage { seq, id: m.id.clone(), payload: m.payload.clone() })
                 }
                 _ => unreachable!("only publishes hold sequences"),
             }
@@ -173,7 +183,15 @@ mod tests {
         log.push(&rec(2, publish("early")));
         log.push(&rec(3, Command::CreateStream { config: cfg() }));
         log.push(&rec(4, publish("a")));
-        log.push(&rec(5, Command::Batch { messages: vec![("b".into(), vec![]), ("c".into(), vec![])] }));
+        log.push(&rec(
+            5,
+            Command::Batch {
+                messages: vec![
+                    BatchMessage { id: "b".into(), payload: vec![] },
+                    BatchMessage { id: "c".into(), payload: vec![] },
+                ],
+            },
+        ));
         log.push(&rec(6, publish("d")));
         assert_eq!(log.seqs_at(2), (1, 0), "a publish before the stream exists is a no-op");
         assert_eq!(log.last_seq(), 4);

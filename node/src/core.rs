@@ -452,7 +452,6 @@ impl Core {
                 if messages.is_empty() {
                     return reply.error(ErrorCode::BadRequest, "a batch needs at least one message", true, None);
                 }
-                let messages = messages.into_iter().map(|m| (m.id, m.payload)).collect();
                 self.propose(Command::Batch { messages }, PendingKind::Batch, reply)
             }
         }
