@@ -241,7 +241,8 @@ impl Bitset {
 /// stream order.
 #[derive(Debug, Clone)]
 pub struct Recovered {
-    seqs: Seqs,
+    /// The gap-free runs of the stream, in order.
+    runs: Vec<Run>,
     /// Op index at each position, or [`Recovered::STRANGER`].
     entries: Vec<u32>,
     /// Ids that were never invoked, by sequence (their text).
@@ -253,13 +254,15 @@ pub struct Recovered {
     duplicated_strangers: BTreeMap<String, Vec<u64>>,
 }
 
-/// The sequences of a [`Recovered`] view. A gap-free stream (the usual
-/// case) stores only its first sequence, which halves the memory a
-/// ten-million-message node takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seqs {
-    Dense { first: u64 },
-    Sparse(Vec<u64>),
+/// A gap-free run of a [`Recovered`] stream: positions from `start` (up to
+/// the next run's start) hold sequences `first_seq`, `first_seq + 1`, ...
+/// Streams are stored as runs rather than a sequence per message: a stream
+/// with a few gaps (the usual case) then costs a few runs instead of 8 bytes
+/// a message, and a lookup is a search over the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    first_seq: u64,
+    start: usize,
 }
 
 /// One position of a [`Recovered`] view.
@@ -293,45 +296,41 @@ impl Recovered {
 
     /// The message at a sequence.
     pub fn at(&self, seq: u64) -> Option<Entry<'_>> {
-        let pos = match &self.seqs {
-            Seqs::Dense { first } => {
-                let pos = usize::try_from(seq.checked_sub(*first)?).ok()?;
-                if pos >= self.entries.len() {
-                    return None;
-                }
-                pos
-            }
-            Seqs::Sparse(seqs) => seqs.binary_search(&seq).ok()?,
-        };
-        Some(self.entry(pos))
+        let run = self.runs.partition_point(|r| r.first_seq <= seq).checked_sub(1)?;
+        let Run { first_seq, start } = self.runs[run];
+        let end = self.runs.get(run + 1).map_or(self.entries.len(), |r| r.start);
+        let pos = start.checked_add(usize::try_from(seq - first_seq).ok()?)?;
+        (pos < end).then(|| self.entry_for(seq, self.entries[pos]))
     }
 
-    fn entry(&self, pos: usize) -> Entry<'_> {
-        match self.entries[pos] {
-            Self::STRANGER => Entry::Stranger(&self.strangers[&self.seq_at(pos)]),
+    /// The entry for a raw `entries` value at a sequence.
+    pub fn entry_for(&self, seq: u64, raw: u32) -> Entry<'_> {
+        match raw {
+            Self::STRANGER => Entry::Stranger(&self.strangers[&seq]),
             op => Entry::Op(op),
         }
     }
 
     /// Every message in stream order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, Entry<'_>)> {
-        (0..self.entries.len()).map(|pos| (self.seq_at(pos), self.entry(pos)))
+        self.segments().flat_map(move |(first, raw)| {
+            raw.iter().enumerate().map(move |(i, r)| (first + i as u64, self.entry_for(first + i as u64, *r)))
+        })
     }
 
-    /// For a gap-free stream: its first sequence and the op index (or
-    /// [`Recovered::STRANGER`]) at each sequence from there.
-    pub fn dense(&self) -> Option<(u64, &[u32])> {
-        match &self.seqs {
-            Seqs::Dense { first } => Some((*first, &self.entries)),
-            Seqs::Sparse(_) => None,
-        }
+    /// The gap-free runs of the stream: each run's first sequence and the op
+    /// index (or [`Recovered::STRANGER`]) at each sequence from there. Every
+    /// run is non-empty.
+    pub fn segments(&self) -> impl Iterator<Item = (u64, &[u32])> {
+        self.runs.iter().enumerate().map(|(i, r)| {
+            let end = self.runs.get(i + 1).map_or(self.entries.len(), |n| n.start);
+            (r.first_seq, &self.entries[r.start..end])
+        })
     }
 
     fn seq_at(&self, pos: usize) -> u64 {
-        match &self.seqs {
-            Seqs::Dense { first } => first + pos as u64,
-            Seqs::Sparse(seqs) => seqs[pos],
-        }
+        let run = self.runs[self.runs.partition_point(|r| r.start <= pos) - 1];
+        run.first_seq + (pos - run.start) as u64
     }
 
     /// Ids never invoked, by sequence.
@@ -369,7 +368,7 @@ impl<'h> RecoveredBuilder<'h> {
             history,
             validator: RecoveredValidator::default(),
             view: Recovered {
-                seqs: Seqs::Dense { first: 0 },
+                runs: Vec::new(),
                 entries: Vec::new(),
                 strangers: BTreeMap::new(),
                 present: Bitset::new(history.len()),
@@ -401,17 +400,12 @@ impl<'h> RecoveredBuilder<'h> {
                 v.entries.push(Recovered::STRANGER);
             }
         }
-        match &mut v.seqs {
-            // The first message fixes where a gap-free stream starts.
-            Seqs::Dense { first } if v.entries.len() == 1 => *first = seq,
-            Seqs::Dense { first } if *first + v.entries.len() as u64 - 1 == seq => {}
-            Seqs::Dense { first } => {
-                // The first gap: from here on every sequence is stored.
-                let mut seqs: Vec<u64> = (*first..*first + v.entries.len() as u64 - 1).collect();
-                seqs.push(seq);
-                v.seqs = Seqs::Sparse(seqs);
-            }
-            Seqs::Sparse(seqs) => seqs.push(seq),
+        // `entries` already holds this message at position `pos`; it extends
+        // the last run when it follows that run's last sequence.
+        let pos = v.entries.len() - 1;
+        match v.runs.last() {
+            Some(r) if r.first_seq + (pos - r.start) as u64 == seq => {}
+            _ => v.runs.push(Run { first_seq: seq, start: pos }),
         }
         Ok(())
     }

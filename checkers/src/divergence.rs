@@ -61,14 +61,17 @@ pub fn compare(history: &History, a_name: &str, a: &Recovered, b_name: &str, b: 
         sample(text(history, ea), d);
         sample(text(history, eb), d);
     };
-    if let (Some((fa, ea)), Some((fb, eb))) = (a.dense(), b.dense()) {
-        // Fast path for two gap-free streams: compare the overlapping
-        // sequences position by position, chunk by chunk.
+    // Walk the gap-free runs of both streams together and compare the
+    // sequences both hold, chunk by chunk.
+    let sa: Vec<(u64, &[u32])> = a.segments().collect();
+    let sb: Vec<(u64, &[u32])> = b.segments().collect();
+    let (mut i, mut j) = (0, 0);
+    while i < sa.len() && j < sb.len() {
+        let ((fa, ea), (fb, eb)) = (sa[i], sb[j]);
         // Inclusive bounds: a stream may end at u64::MAX.
-        let last = |first: u64, entries: &[u32]| first + (entries.len() as u64 - 1);
-        let lo = fa.max(fb);
-        if !ea.is_empty() && !eb.is_empty() && lo <= last(fa, ea).min(last(fb, eb)) {
-            let hi = last(fa, ea).min(last(fb, eb));
+        let (la, lb) = (fa + (ea.len() as u64 - 1), fb + (eb.len() as u64 - 1));
+        let (lo, hi) = (fa.max(fb), la.min(lb));
+        if lo <= hi {
             let xa = &ea[(lo - fa) as usize..=(hi - fa) as usize];
             let xb = &eb[(lo - fb) as usize..=(hi - fb) as usize];
             const CHUNK: usize = 256;
@@ -78,35 +81,19 @@ pub fn compare(history: &History, a_name: &str, a: &Recovered, b_name: &str, b: 
                 if ca == cb && !ca.contains(&Recovered::STRANGER) {
                     continue;
                 }
-                for (i, (x, y)) in ca.iter().zip(cb).enumerate() {
-                    let seq = lo + (c * CHUNK + i) as u64;
-                    let (Some(ea), Some(eb)) = (a.at(seq), b.at(seq)) else {
-                        unreachable!("both streams hold every sequence of the overlap")
-                    };
-                    debug_assert!(*x == Recovered::STRANGER || ea == Entry::Op(*x));
-                    debug_assert!(*y == Recovered::STRANGER || eb == Entry::Op(*y));
+                for (k, (x, y)) in ca.iter().zip(cb).enumerate() {
+                    let seq = lo + (c * CHUNK + k) as u64;
+                    let (ea, eb) = (a.entry_for(seq, *x), b.entry_for(seq, *y));
                     if !same(ea, eb) {
                         conflict(seq, ea, eb, &mut d);
                     }
                 }
             }
         }
-    } else {
-        // Merge walk over both streams in sequence order.
-        let mut ia = a.iter().peekable();
-        let mut ib = b.iter().peekable();
-        while let (Some(&(sa, ea)), Some(&(sb, eb))) = (ia.peek(), ib.peek()) {
-            if sa < sb {
-                ia.next();
-            } else if sb < sa {
-                ib.next();
-            } else {
-                if !same(ea, eb) {
-                    conflict(sa, ea, eb, &mut d);
-                }
-                ia.next();
-                ib.next();
-            }
+        if la <= lb {
+            i += 1;
+        } else {
+            j += 1;
         }
     }
     let (only_a, first_a) = a.present().difference_within(b.present(), history.acked(), SAMPLE_MAX);
@@ -174,7 +161,7 @@ mod tests {
         let base = [(1, "0-0"), (2, "x"), (3, "0-2"), (4, "0-3")];
         let a = view(&h, &base);
         let same = view(&h, &base);
-        assert!(a.dense().is_some());
+        assert_eq!(a.segments().count(), 1);
         assert_eq!(compare(&h, "a", &a, "b", &same), None);
         let other = view(&h, &[(1, "0-0"), (2, "y"), (3, "0-2"), (4, "0-3")]);
         let d = compare(&h, "a", &a, "b", &other).expect("x and y differ");
@@ -185,7 +172,7 @@ mod tests {
         // A sparse stream (gap at 3) against the dense one: 0-2 only on a,
         // and 0-1 (never held by a) only on b; seq 2 conflicts.
         let sparse = view(&h, &[(1, "0-0"), (2, "0-1"), (4, "0-3")]);
-        assert!(sparse.dense().is_none());
+        assert_eq!(sparse.segments().count(), 2);
         let d = compare(&h, "a", &a, "b", &sparse).unwrap();
         assert_eq!((d.first_seq, d.conflicting, d.only_a, d.only_b), (Some(2), 1, 1, 1));
         assert_eq!(d.sample_ids, vec!["x", "0-1", "0-2"]);

@@ -98,8 +98,8 @@ pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
         push_sample(&mut out.duplicated, || text);
     }
 
-    // seq-mismatch: one pass over the acknowledgements per view (a direct
-    // index for gap-free streams), then the sample in ack order.
+    // seq-mismatch: one pass over the acknowledgements per view, then the
+    // sample in ack order.
     let mut mismatched = Bitset::new(history.len());
     for (name, v) in views {
         let mut count = 0u64;
@@ -107,27 +107,11 @@ pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
             count += 1;
             mismatched.insert(op);
         };
-        match v.dense() {
-            Some((first, entries)) => {
-                for ack in history.acks() {
-                    let pos = ack.seq.checked_sub(first).and_then(|p| usize::try_from(p).ok());
-                    // An op index is never STRANGER, so a stranger there mismatches too.
-                    match pos.and_then(|p| entries.get(p)) {
-                        Some(held) if *held == ack.op => {}
-                        Some(_) => mark(ack.op),
-                        None if v.holds(ack.op) => mark(ack.op),
-                        None => {}
-                    }
-                }
-            }
-            None => {
-                for ack in history.acks() {
-                    match v.at(ack.seq) {
-                        Some(Entry::Op(op)) if op == ack.op => {}
-                        None if !v.holds(ack.op) => {}
-                        _ => mark(ack.op),
-                    }
-                }
+        for ack in history.acks() {
+            match v.at(ack.seq) {
+                Some(Entry::Op(op)) if op == ack.op => {}
+                None if !v.holds(ack.op) => {}
+                _ => mark(ack.op),
             }
         }
         out.per_view.entry(name.to_string()).or_default().1 = count;
