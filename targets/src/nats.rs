@@ -471,7 +471,11 @@ impl NatsTarget {
                 // The first publishes fail until the stream has a leader and its
                 // replicas are current; wait for that here so the load starts clean.
                 match self.leader_inner(nodes).await {
-                    Some((_, true)) => return Ok(()),
+                    Some((_, true)) => match nodes_without_interest(nodes).await {
+                        Ok(missing) if missing.is_empty() => return Ok(()),
+                        Ok(missing) => last = format!("{SUBJECT} has no responder yet as seen from {missing:?}"),
+                        Err(e) => last = e,
+                    },
                     Some((leader, false)) => last = format!("stream leader {leader} reports replicas not yet current"),
                     None => last = "stream created but no node reports its leader yet".into(),
                 }
@@ -578,6 +582,35 @@ async fn ready_once(nodes: &[NodeSpec]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Nodes where a publish to [`SUBJECT`] would find no responder yet: the
+/// stream's subscription is local to its leader and reaches the other nodes
+/// as route interest a moment after the leader is elected; until then a
+/// publish there gets "no responders".
+async fn nodes_without_interest(nodes: &[NodeSpec]) -> Result<Vec<String>, String> {
+    let mut missing = Vec::new();
+    for node in nodes {
+        let (status, body) =
+            http::get(node.monitor_addr, &format!("/subsz?subs=1&test={SUBJECT}"), HTTP_TIMEOUT).await?;
+        let subsz: Value = serde_json::from_str(&body)
+            .map_err(|e| format!("{}: /subsz (HTTP {status}) is not JSON: {e}", node.name))?;
+        if subsz["total"].as_u64().unwrap_or(0) > 0 {
+            continue;
+        }
+        let (status, body) = http::get(node.monitor_addr, "/routez?subs=1", HTTP_TIMEOUT).await?;
+        let routez: Value = serde_json::from_str(&body)
+            .map_err(|e| format!("{}: /routez (HTTP {status}) is not JSON: {e}", node.name))?;
+        let routed = routez["routes"].as_array().is_some_and(|routes| {
+            routes
+                .iter()
+                .any(|r| r["subscriptions_list"].as_array().is_some_and(|subs| subs.iter().any(|s| s == SUBJECT)))
+        });
+        if !routed {
+            missing.push(node.name.clone());
+        }
+    }
+    Ok(missing)
 }
 
 enum CreateError {
@@ -820,5 +853,125 @@ impl Target for NatsTarget {
 
     fn default_corrupt_globs(&self) -> Vec<String> {
         vec!["jetstream/$G/streams/*/msgs/*.blk".to_string()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetstream::context::{PublishError, PublishErrorKind};
+    use std::net::SocketAddr;
+
+    fn api_error(code: usize, err_code: u64, description: &str) -> jetstream::Error {
+        let json = format!(r#"{{"code":{code},"err_code":{err_code},"description":"{description}"}}"#);
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn ack_errors_map_as_jepsen_does() {
+        let fail = |e: PublishError| matches!(ack_error_outcome(&e), PublishOutcome::Fail { .. });
+        let info = |e: PublishError| matches!(ack_error_outcome(&e), PublishOutcome::Info { .. });
+        assert!(fail(PublishError::new(PublishErrorKind::StreamNotFound)), "no responders is definite");
+        let unavailable = api_error(503, 10008, "JetStream system temporarily unavailable");
+        assert!(fail(PublishError::with_source(PublishErrorKind::Other, unavailable)));
+        assert!(info(PublishError::new(PublishErrorKind::TimedOut)));
+        assert!(info(PublishError::new(PublishErrorKind::BrokenPipe)), "a lost connection is unknown");
+        let garbled = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        assert!(info(PublishError::with_source(PublishErrorKind::Other, garbled)), "a garbled ack is unknown");
+        match ack_error_outcome(&PublishError::new(PublishErrorKind::TimedOut)) {
+            PublishOutcome::Info { error } => assert!(error.contains("timed out"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn send_errors_are_definite_except_a_timeout() {
+        assert!(matches!(
+            send_error_outcome(&PublishError::new(PublishErrorKind::MaxPayloadExceeded)),
+            PublishOutcome::Fail { .. }
+        ));
+        assert!(matches!(
+            send_error_outcome(&PublishError::new(PublishErrorKind::TimedOut)),
+            PublishOutcome::Info { .. }
+        ));
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn spec(peers: &[(&str, u16)]) -> NodeSpec {
+        NodeSpec {
+            name: "n1".into(),
+            data_dir: PathBuf::from("/tmp/run/data/n1"),
+            conf_dir: PathBuf::from("/tmp/run/conf"),
+            client_addr: addr(4001),
+            peer_listen_addr: addr(4002),
+            peers: peers.iter().map(|(n, p)| (n.to_string(), addr(*p))).collect(),
+            monitor_addr: addr(4003),
+            dead_addr: addr(4004),
+        }
+    }
+
+    fn scenario(stream: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\nnodes = 3\nduration = \"1s\"\n[target]\nkind = \"nats\"\nversion = \"2.12.1\"\n[stream]\n{stream}\n"
+        );
+        Scenario::from_toml_str("t", &text).unwrap()
+    }
+
+    #[test]
+    fn config_has_routes_through_the_given_peer_addresses_and_a_dead_advertise() {
+        let conf = render_config(&scenario("replicas = 3"), &spec(&[("n2", 5002), ("n3", 5003)])).unwrap();
+        for line in [
+            "server_name: \"n1\"",
+            "listen: \"127.0.0.1:4001\"",
+            "http: \"127.0.0.1:4003\"",
+            "store_dir: \"/tmp/run/data/n1\"",
+            "listen: \"127.0.0.1:4002\"",
+            "no_advertise: true",
+            "advertise: \"127.0.0.1:4004\"",
+            "\"nats-route://127.0.0.1:5002\"",
+            "\"nats-route://127.0.0.1:5003\"",
+        ] {
+            assert!(conf.lines().any(|l| l.trim() == line), "missing {line:?} in\n{conf}");
+        }
+        assert!(!conf.contains("sync_interval"), "unset sync keeps the server default:\n{conf}");
+    }
+
+    #[test]
+    fn config_sync_values_and_single_node() {
+        let conf = render_config(&scenario("replicas = 3\nsync = \"always\""), &spec(&[("n2", 5002)])).unwrap();
+        assert!(conf.contains("sync_interval: \"always\""), "{conf}");
+        let conf = render_config(&scenario("replicas = 3\nsync = \"1500ms\""), &spec(&[("n2", 5002)])).unwrap();
+        assert!(conf.contains("sync_interval: \"1500000us\""), "{conf}");
+        let conf = render_config(&scenario("replicas = 1"), &spec(&[])).unwrap();
+        assert!(!conf.contains("cluster"), "one node needs no cluster block:\n{conf}");
+        let mut bad = spec(&[]);
+        bad.data_dir = PathBuf::from("/tmp/a\"b");
+        assert!(render_config(&scenario("replicas = 1"), &bad).is_err());
+    }
+
+    #[test]
+    fn sync_setting_parses_the_scenario_forms() {
+        assert_eq!(sync_setting(None), Ok(SyncSetting::ServerDefault));
+        assert_eq!(sync_setting(Some("always")), Ok(SyncSetting::Always));
+        assert_eq!(sync_setting(Some("2m")), Ok(SyncSetting::Interval(Duration::from_secs(120))));
+        assert!(sync_setting(Some("0s")).is_err());
+        assert!(sync_setting(Some("never")).is_err());
+    }
+
+    #[test]
+    fn stream_leader_comes_from_jsz_stream_detail() {
+        let jsz: Value = serde_json::from_str(
+            r#"{"account_details":[{"name":"$G","stream_detail":[{"name":"jetsam",
+                "cluster":{"leader":"n3","replicas":[{"name":"n1","current":true},{"name":"n2","current":false}]},
+                "state":{"messages":5,"first_seq":1,"last_seq":5}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(stream_leader(&jsz), Some(("n3".to_string(), false)));
+        assert_eq!(stream_detail(&jsz).unwrap()["state"]["last_seq"], 5);
+        let none: Value = serde_json::from_str(r#"{"account_details":[]}"#).unwrap();
+        assert_eq!(stream_leader(&none), None);
     }
 }

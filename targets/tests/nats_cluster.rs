@@ -1,7 +1,8 @@
-//! Runs a real 3-node nats-server 2.12.1 cluster on loopback through
+//! Runs real 3-node nats-server clusters (2.12.1, the version Jepsen tested,
+//! and 2.15.1) on loopback through
 //! `NatsTarget`: ready, R3 stream, pipelined publishes, the cluster view,
 //! a clean stop, and every node's message blocks against the acks.
-//! Needs the binary (`scripts/install-nats.sh 2.12.1`); set
+//! Needs the binaries (`scripts/install-nats.sh`); set
 //! `JETSAM_SKIP_NATS=1` to skip where it cannot be installed.
 
 use jetsam_core::scenario::Scenario;
@@ -18,14 +19,14 @@ const VERSION: &str = "2.12.1";
 const MESSAGES: usize = 300;
 
 /// The binary, or `None` when skipping is allowed; panics with the install command otherwise.
-fn server_or_skip(test: &str) -> Option<PathBuf> {
-    match nats::find_nats_server(VERSION, None) {
+fn server_or_skip(test: &str, version: &str) -> Option<PathBuf> {
+    match nats::find_nats_server(version, None) {
         Ok(path) => Some(path),
         Err(e) if std::env::var("JETSAM_SKIP_NATS").as_deref() == Ok("1") => {
             eprintln!("{test}: skipped (JETSAM_SKIP_NATS=1): {e}");
             None
         }
-        Err(e) => panic!("{test} needs nats-server {VERSION}: {e} (or set JETSAM_SKIP_NATS=1 to skip)"),
+        Err(e) => panic!("{test} needs nats-server {version}: {e} (or set JETSAM_SKIP_NATS=1 to skip)"),
     }
 }
 
@@ -99,8 +100,39 @@ impl Cluster {
         cluster
     }
 
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.specs[0].conf_dir.join(format!("{name}.log"))).unwrap_or_default()
+    /// Starts the cluster and waits until it is ready. Ports come from
+    /// binding port 0 and are free again before nats-server binds them, so
+    /// another process may take one in between (an outgoing connection's
+    /// ephemeral port, most often): a node that exits at startup means a new
+    /// cluster on new ports, at most three times.
+    fn start_ready(target: &NatsTarget, scenario: &Scenario, rt: &tokio::runtime::Runtime) -> Cluster {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut cluster = Cluster::start(target, scenario);
+            let ready = rt.block_on(target.wait_ready(&cluster.specs, Duration::from_secs(20)));
+            let exited: Vec<String> = cluster
+                .children
+                .iter_mut()
+                .filter_map(|(name, child)| child.try_wait().unwrap().map(|status| format!("{name} exited {status}")))
+                .collect();
+            match ready {
+                Ok(()) if exited.is_empty() => return cluster,
+                Ok(()) => panic!("ready although {exited:?}"),
+                Err(e) if !exited.is_empty() => failures.push(format!("{e}; {exited:?}\n{}", cluster.logs())),
+                Err(e) => panic!("{e}\n{}", cluster.logs()),
+            }
+        }
+        panic!("no cluster started in 3 attempts:\n{}", failures.join("\n"));
+    }
+
+    fn logs(&self) -> String {
+        self.specs
+            .iter()
+            .map(|s| {
+                let log = std::fs::read_to_string(s.conf_dir.join(format!("{}.log", s.name))).unwrap_or_default();
+                format!("--- {} log:\n{log}", s.name)
+            })
+            .collect()
     }
 
     /// SIGTERM every node and wait (bounded) for each to exit on its own.
@@ -138,24 +170,30 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
-fn nats_r3_cluster_acks_match_every_replicas_blocks() {
-    let Some(server) = server_or_skip("nats_r3_cluster_acks_match_every_replicas_blocks") else { return };
-    let scenario = scenario(3, 3, "sync = \"always\"");
+fn nats_2_12_1_r3_cluster_acks_match_every_replicas_blocks() {
+    r3_cluster_acks_match_every_replicas_blocks("2.12.1");
+}
+
+#[test]
+fn nats_2_15_1_r3_cluster_acks_match_every_replicas_blocks() {
+    r3_cluster_acks_match_every_replicas_blocks("2.15.1");
+}
+
+fn r3_cluster_acks_match_every_replicas_blocks(version: &str) {
+    let Some(server) = server_or_skip(&format!("r3 cluster {version}"), version) else { return };
+    let mut scenario = scenario(3, 3, "sync = \"always\"");
+    scenario.target.version = Some(version.to_string());
     let target = Arc::new(NatsTarget::new(server));
     target.validate(&scenario).unwrap();
     assert_eq!(target.read_back_mode(), ReadBack::AfterStop);
-    let mut cluster = Cluster::start(&target, &scenario);
+    let rt = runtime();
+    let mut cluster = Cluster::start_ready(&target, &scenario, &rt);
     let conf = std::fs::read_to_string(cluster.specs[0].conf_dir.join("n1.conf")).unwrap();
     assert!(conf.contains("sync_interval: \"always\""), "{conf}");
     assert!(conf.contains(&format!("advertise: \"{}\"", cluster.specs[0].dead_addr)), "{conf}");
 
-    let rt = runtime();
     let specs = cluster.specs.clone();
     let (acks, leader, cluster_view, counts) = rt.block_on(async {
-        let ready = target.wait_ready(&specs, Duration::from_secs(30)).await;
-        if let Err(e) = ready {
-            panic!("{e}\nn1 log:\n{}", cluster.log("n1"));
-        }
         target.create_stream(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
         let leader = target.leader(&specs).await.expect("a stream leader after create_stream");
 
@@ -213,17 +251,23 @@ fn nats_r3_cluster_acks_match_every_replicas_blocks() {
 
 #[test]
 fn nats_read_node_reports_a_truncated_block() {
-    let Some(server) = server_or_skip("nats_read_node_reports_a_truncated_block") else { return };
-    let scenario = scenario(1, 1, "");
+    let Some(server) = server_or_skip("nats_read_node_reports_a_truncated_block", VERSION) else { return };
+    let mut scenario = scenario(1, 1, "");
+    scenario.workload.timeout = Duration::from_secs(1);
     let target = NatsTarget::new(server);
-    let mut cluster = Cluster::start(&target, &scenario);
-    let specs = cluster.specs.clone();
     let rt = runtime();
-    rt.block_on(async {
-        target.wait_ready(&specs, Duration::from_secs(30)).await.unwrap();
+    let mut cluster = Cluster::start_ready(&target, &scenario, &rt);
+    let specs = cluster.specs.clone();
+    let publisher = rt.block_on(async {
+        assert_eq!(target.leader(&specs).await, None, "no stream, no leader");
+        let publisher = target.publisher(&scenario, &specs, 0).await.unwrap();
+        // Before the stream exists nothing answers on its subject: definitely not written.
+        match publisher.publish("0-x".into(), b"early".to_vec()).await {
+            PublishOutcome::Fail { error } => assert!(error.contains("no stream"), "{error}"),
+            other => panic!("publish without a stream: {other:?}"),
+        }
         target.create_stream(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
         assert_eq!(target.leader(&specs).await.as_deref(), Some("n1"));
-        let publisher = target.publisher(&scenario, &specs, 0).await.unwrap();
         for i in 0..20 {
             match publisher.publish(format!("0-{i}"), vec![b'y'; 64]).await {
                 PublishOutcome::Ok { seq, node } => {
@@ -232,8 +276,16 @@ fn nats_read_node_reports_a_truncated_block() {
                 other => panic!("publish 0-{i}: {other:?}"),
             }
         }
+        publisher
     });
     cluster.stop_cleanly();
+    // With the node gone the outcome is unknown, and it comes within the publish timeout.
+    let started = Instant::now();
+    match rt.block_on(publisher.publish("0-late".into(), b"late".to_vec())) {
+        PublishOutcome::Info { .. } => {}
+        other => panic!("publish to a stopped node: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     let held = rt.block_on(target.read_node(&scenario, &specs[0])).unwrap();
     assert_eq!(held.len(), 20);
     assert_eq!(held[19].id, "0-19");
