@@ -159,3 +159,54 @@ fn five_node_cluster_survives_two_kills() {
         assert_all_nodes_hold(&c, &acked).await;
     });
 }
+
+#[test]
+fn paused_leader_steps_down_and_nothing_acked_is_lost() {
+    let c = Cluster::start(scenario(3, 3, None, "always", None));
+    let rt = runtime();
+    rt.block_on(async {
+        c.target.wait_ready(&c.specs, WAIT).await.expect("ready");
+        c.target.create_stream(&c.scenario, &c.specs, WAIT).await.expect("stream");
+        let (mut acked, _) = publish_load(&c, 2, 50, 0).await;
+        assert_eq!(acked.len(), 50);
+        let old = c.target.leader(&c.specs).await.expect("leader");
+        let pid = c.children[c.index_of(&old)].as_ref().expect("running").id() as i32;
+        // SAFETY: signals to our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let others: Vec<_> = c.specs.iter().filter(|s| s.name != old).cloned().collect();
+            if c.target.leader(&others).await.is_some() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no leader among the others within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (during, _) = publish_load(&c, 2, 50, 100).await;
+        assert_eq!(during.len(), 50, "the majority keeps acking while the old leader is paused");
+        acked.extend(during);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        c.target.wait_converged(&c.scenario, &c.specs, WAIT).await.expect("converged after resume");
+        let leaders = count_leaders(&c).await;
+        assert_eq!(leaders, 1, "exactly one node says it leads after the resume");
+        let (after, _) = publish_load(&c, 2, 50, 200).await;
+        assert_eq!(after.len(), 50);
+        acked.extend(after);
+        c.target.wait_converged(&c.scenario, &c.specs, WAIT).await.expect("converged");
+        assert_all_nodes_hold(&c, &acked).await;
+    });
+}
+
+/// How many nodes currently say they are leader.
+async fn count_leaders(c: &Cluster) -> usize {
+    let mut n = 0;
+    for s in &c.specs {
+        let client =
+            jetsam_targets::node::Client::connect(s.client_addr, Duration::from_secs(1)).await.expect("connect");
+        if client.status(Duration::from_secs(1)).await.expect("status").role == jetsam_core::proto::Role::Leader {
+            n += 1;
+        }
+    }
+    n
+}

@@ -51,6 +51,15 @@ impl Drop for Cluster {
 
 impl Cluster {
     pub fn start(scenario: Scenario) -> Cluster {
+        let mut c = Cluster::prepare(scenario);
+        for i in 0..c.specs.len() {
+            c.start_node(i);
+        }
+        c
+    }
+
+    /// Everything but starting the nodes (so a test can reroute peers first).
+    pub fn prepare(scenario: Scenario) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let target = NodeTarget::new(PathBuf::from(env!("CARGO_BIN_EXE_jetsam-node")));
         target.validate(&scenario).expect("test scenario is valid");
@@ -82,11 +91,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster { dir, target, scenario, children: specs.iter().map(|_| None).collect(), specs };
-        for i in 0..cluster.specs.len() {
-            cluster.start_node(i);
-        }
-        cluster
+        Cluster { dir, target, scenario, children: specs.iter().map(|_| None).collect(), specs }
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {
