@@ -23,7 +23,8 @@ use jetsam_core::duration::{format_duration, parse_duration};
 use jetsam_core::exit;
 use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
 use jetsam_core::report::{Report, Verdict};
-use jetsam_core::scenario::Expect;
+use jetsam_core::scenario::{Expect, Scenario};
+use jetsam_targets::nats::NatsTarget;
 use jetsam_targets::node::NodeTarget;
 use jetsam_targets::{Publisher, ReadBack, Target, TargetError};
 use jetsam_workloads::{Counters, HistoryError, HistoryWriter, WorkloadConfig};
@@ -169,20 +170,30 @@ pub fn run_scenario(options: &RunOptions) -> RunOutcome {
     outcome
 }
 
-/// The target for a scenario kind (finding its binary).
-fn make_target(kind: &str) -> Result<Box<dyn Target>, RunError> {
-    match kind {
+/// The target of a scenario, with its binary found (a missing binary is an
+/// environment error, exit 4).
+fn make_target(scenario: &Scenario) -> Result<Box<dyn Target>, RunError> {
+    match scenario.target.kind.as_str() {
         "node" => Ok(Box::new(NodeTarget::locate(None)?)),
+        "nats" => Ok(Box::new(NatsTarget::for_scenario(scenario, None)?)),
         other => Err(RunError::TargetUnavailable { kind: other.to_string() }),
     }
 }
 
+/// A target of `kind` without its binary: enough to validate a scenario, so
+/// a bad scenario is reported as such (exit 2) even where the binary is missing.
+fn validator(kind: &str) -> Option<Box<dyn Target>> {
+    match kind {
+        "node" => Some(Box::new(NodeTarget::new(PathBuf::new()))),
+        "nats" => Some(Box::new(NatsTarget::new(PathBuf::new()))),
+        _ => None,
+    }
+}
+
 fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
-    // Validate with a binary-less node target first, so a bad scenario is
-    // reported as such (exit 2) even where the node binary is missing.
-    let validator: Option<Box<dyn Target>> = Some(Box::new(NodeTarget::new(PathBuf::new())));
+    // The target kind comes from the file; the generic rules run first.
     let probe = crate::scenario::load(&options.scenario, &options.overrides, None, || 0)?;
-    let validator = if probe.scenario.target.kind == "node" { validator } else { None };
+    let validator = validator(&probe.scenario.target.kind);
     let seed_if_unset = || u64::from(rand::random::<u32>());
     Ok(crate::scenario::load(&options.scenario, &options.overrides, validator.as_deref(), seed_if_unset)?)
 }
@@ -255,7 +266,7 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     let scenario = &resolved.scenario;
     outcome.name = scenario.name.clone();
     outcome.expect = scenario.check.expect.unwrap_or(Expect::Pass);
-    let target = make_target(&scenario.target.kind)?;
+    let target = make_target(scenario)?;
     let run_dir = make_run_dir(options, &resolved)?;
     outcome.run_dir = Some(run_dir.clone());
     write(&run_dir.join(jetsam_checkers::load::SCENARIO_FILE), &resolved.to_toml())?;
