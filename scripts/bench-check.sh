@@ -13,7 +13,7 @@ acked="${1:-10000000}"
 
 if [ ! -x /usr/bin/time ]; then
   echo "installing GNU time (for peak RSS)..."
-  apt-get install -y time >/dev/null
+  apt-get install -y time >/dev/null || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
 fi
 
 dir="${BENCH_DIR:-}"
