@@ -334,11 +334,12 @@ async fn bytes_held_by_latency_are_dropped_by_a_cut() {
     let mut s = connect(proxies.listen_addr("a", "b").unwrap()).await;
     round_trip(&mut s, b"x").await;
     let received = b.received.load(Ordering::SeqCst);
-    proxies.set_latency(&cut(&[("a", "b")]), Latency { delay_us: 200_000, jitter_us: 0 });
+    // Held for 1 s; cut well before that, then wait past the release time.
+    proxies.set_latency(&cut(&[("a", "b")]), Latency { delay_us: 1_000_000, jitter_us: 0 });
     s.write_all(b"held then cut").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     proxies.partition(&cut(&[("a", "b")]));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
     assert_eq!(b.received.load(Ordering::SeqCst), received, "held bytes crossed a cut link");
     proxies.heal();
     closed(&mut s).await;
