@@ -465,6 +465,7 @@ mod tests {
         assert_eq!(h.find_str("1-5"), Some(2));
         assert_eq!(h.find_str("1-4"), None);
         assert_eq!(h.find_str("banana"), None);
+        assert_eq!(h.find_str("1-05"), None, "only the canonical spelling matches");
 
         let mut rb = RecoveredBuilder::new(&h);
         rb.push(1, "0-1").unwrap();

@@ -100,6 +100,15 @@ impl FromStr for OpId {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("id {s:?} is not \"<client>-<counter>\" (two unsigned integers)");
         let (c, n) = s.split_once('-').ok_or_else(bad)?;
+        // Only the canonical spelling (as Display writes it) is an id: "0-01"
+        // or "0-+1" stored by a system is a different string than the "0-1"
+        // that was written, so it must not match it.
+        let canonical = |part: &str| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && (part.len() == 1 || !part.starts_with('0'))
+        };
+        if !canonical(c) || !canonical(n) {
+            return Err(bad());
+        }
         let client = c.parse().map_err(|_| bad())?;
         let counter = n.parse().map_err(|_| bad())?;
         Ok(OpId { client, counter })
@@ -216,6 +225,10 @@ mod tests {
         assert!(v.check(&Op::ok(5, a, 2, "n1")).unwrap_err().contains("no open invoke"));
         assert!(v.check(&Op::invoke(6, b)).unwrap_err().contains("strictly increase"));
         assert!(v.check(&Op::invoke(1, OpId { client: 1, counter: 0 })).unwrap_err().contains("out of order"));
+        for odd in ["0-01", "0-+1", "00-1", "-1", "0-", "0-1-2", " 0-1"] {
+            assert!(odd.parse::<OpId>().is_err(), "{odd} parsed");
+        }
+        assert_eq!("10-0".parse::<OpId>(), Ok(OpId { client: 10, counter: 0 }));
         let line = r#"{"t_ns":1,"client":0,"type":"invoke","id":"0-0"}"#;
         let op: Op = serde_json::from_str(line).unwrap();
         assert_eq!(op, Op::invoke(1, a));
