@@ -224,6 +224,12 @@ fn malformed_files_are_bad_input_naming_file_and_line() {
     let out = check(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("n1.jsonl:2: not UTF-8"), "{}", stderr(&out));
+    // The cluster view is validated like a node's file.
+    expect_bad_input(
+        "recovered/cluster.jsonl",
+        |_| "{\"seq\":2,\"id\":\"0-0\"}\n{\"seq\":2,\"id\":\"1-0\"}\n".to_string(),
+        &["cluster.jsonl:2:", "out of order"],
+    );
     // Missing history.
     let dir = scratch("pass-strong");
     std::fs::remove_file(dir.path().join("history.jsonl")).unwrap();
@@ -258,4 +264,25 @@ fn the_bundled_examples_give_their_documented_verdicts() {
             serde_json::from_str(&std::fs::read_to_string(root.join(case).join("report.json")).unwrap()).unwrap();
         assert_eq!(report(dir.path()), committed, "{case}: examples/{case}/report.json is stale");
     }
+}
+
+#[test]
+fn edge_folders_are_judged_not_guessed() {
+    // No scenario, no read-back at all: no node to stand on, so unknown.
+    let dir = scratch("pass-strong");
+    std::fs::remove_file(dir.path().join("scenario.resolved.toml")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("recovered")).unwrap();
+    let out = check(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // An empty .unreadable file still makes the node unreadable, with a
+    // reason that says so.
+    let dir = scratch("majority-pass");
+    std::fs::write(dir.path().join("recovered/n3.unreadable"), "").unwrap();
+    assert_eq!(check(dir.path(), &[]).status.code(), Some(0));
+    assert_eq!(report(dir.path())["nodes"]["n3"]["unreadable_reason"], "no reason given (empty .unreadable file)");
+    // No events file: still checked, windows tied to nothing.
+    let dir = scratch("lost-strong");
+    std::fs::remove_file(dir.path().join("events.jsonl")).unwrap();
+    assert_eq!(check(dir.path(), &[]).status.code(), Some(1));
+    assert_eq!(report(dir.path())["loss_windows"][0]["event"], serde_json::Value::Null);
 }
