@@ -37,6 +37,8 @@ const APPEND_ENTRIES_MAX: usize = 1024;
 const READ_MAX: u32 = 10_000;
 /// How often the deferred writes/fsyncs of the `ack-before-*` bugs happen.
 const BUG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Consecutive replies behind a follower's match index that mean it lost its log tail.
+const BEHIND_REPLIES_MAX: u32 = 3;
 /// The loop wakes at least this often to run timers.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -111,6 +113,8 @@ pub struct Core {
     leader_since: Instant,
     /// Last time each peer answered this node as leader (check-quorum).
     contact: BTreeMap<u64, Instant>,
+    /// Consecutive replies per follower that were behind its match index.
+    behind: BTreeMap<u64, u32>,
     /// Highest commit index known (survives step-down restarts of noraft's node).
     committed: u64,
     rng: u64,
@@ -194,6 +198,7 @@ impl Core {
             leader: None,
             leader_since: now,
             contact: BTreeMap::new(),
+            behind: BTreeMap::new(),
             committed: 0,
             rng: seed | 1,
         })
@@ -295,7 +300,36 @@ impl Core {
                     self.leader = Some((*term, from));
                 }
             }
-            WireMessage::AppendReply { term, .. } | WireMessage::VoteReply { term, .. } => {
+            WireMessage::AppendReply { term, last, .. } => {
+                if *term == self.node.current_term().get() {
+                    self.contact.insert(from, Instant::now());
+                    if let Some(matched) = self.node.follower_match_index(NodeId::new(from))
+                        && last.1 < matched.get()
+                    {
+                        // noraft ignores such replies as delayed; on our
+                        // in-order links they mean the follower lost the
+                        // tail of its log (power loss with interval sync, a
+                        // truncated file), and it would never catch up
+                        // under this leader.
+                        let count = self.behind.entry(from).or_insert(0);
+                        *count += 1;
+                        if *count >= BEHIND_REPLIES_MAX {
+                            let why = format!(
+                                "{} reports its log ends at {} below the {} it had acknowledged (it lost its log \
+                                 tail); a new term resets replication",
+                                self.name_of(from),
+                                last.1,
+                                matched.get()
+                            );
+                            self.step_down(why);
+                            return;
+                        }
+                    } else {
+                        self.behind.remove(&from);
+                    }
+                }
+            }
+            WireMessage::VoteReply { term, .. } => {
                 if *term == self.node.current_term().get() {
                     self.contact.insert(from, Instant::now());
                 }
@@ -515,16 +549,20 @@ impl Core {
         if (heard + 1) * 2 > cluster {
             return;
         }
-        tracing::warn!(
-            node = %self.opts.name,
-            term = self.node.current_term().get(),
-            heard,
-            "stepping down: no contact with a majority within {window:?}"
-        );
+        self.step_down(format!("heard from {heard} of {} peers within {window:?}, not a majority", cluster - 1));
+    }
+
+    /// Gives up leadership by restarting noraft's node as a follower in the
+    /// same term (noraft has no step-down of its own); in-flight writes are
+    /// answered as indefinite. The next election starts a new term, which
+    /// also resets every follower's match index.
+    fn step_down(&mut self, why: String) {
+        tracing::warn!(node = %self.opts.name, term = self.node.current_term().get(), "stepping down: {why}");
         // Finish this batch's I/O first: restarting noraft's node drops its queued actions.
         self.process_actions();
         self.resolve_pending(true);
         self.committed = self.commit_index();
+        self.behind.clear();
         let voted_for = self.node.voted_for();
         self.node = Node::restart(NodeId::new(self.id), self.node.current_term(), voted_for, raft_log(&self.log));
     }
@@ -573,6 +611,7 @@ impl Core {
             tracing::info!(node = %self.opts.name, term = self.node.current_term().get(), "became leader");
             self.leader_since = Instant::now();
             self.contact.clear();
+            self.behind.clear();
         }
         // The fsync that must precede anything leaving the node. Async
         // streams, interval sync and the bugs skip it (see docs/node.md).
