@@ -67,6 +67,13 @@ const OPS: &[&str] = &[
     // A child process (fork + exec) is traced too.
     "child:pwrite:k:0:500:26",
     "child:pwrite:t2:0:100:27",
+    // Punched holes and copy_file_range into synced files.
+    "pwrite:u:0:12288:30",
+    "fsync:u",
+    "punch:u:2000:5000",
+    "pwrite:v:0:3000:31",
+    "fsync:v",
+    "copy:u:v:1000:9000",
     "hang",
 ];
 
@@ -89,6 +96,7 @@ fn discard_all_restores_the_last_synced_state_exactly() {
     assert_eq!((a.size_at_loss, a.size_after), (15000, 10000));
     assert!(!report.files.iter().any(|f| f.path == "d"), "d is e now: {report:?}");
     // The undo log is cleared: a second discard changes nothing.
+    assert!(report.warnings.is_empty(), "nothing unmodellable happened: {:?}", report.warnings);
     let again = power::discard(&data, &state, &DiscardModel::All, 1).expect("second discard");
     assert!(again.files.is_empty() && again.missing.is_empty(), "{again:?}");
     model.assert_synced(&data);
@@ -161,4 +169,15 @@ fn writeback_after_keeps_only_old_pages() {
     let got = std::fs::read(data.join("w")).unwrap();
     assert_eq!(&got[..4096], &[1u8; 4096][..]);
     assert_eq!(&got[4096..], &[3u8; 4096][..]);
+}
+
+#[test]
+fn shared_writable_mmap_of_a_data_file_is_a_warning() {
+    let (_tmp, data, state) = dirs();
+    let mut node = Traced::probe(&data, &state, &["mmap:m", "hang"]);
+    node.wait_line("done", WAIT);
+    node.kill();
+    let report = power::discard(&data, &state, &DiscardModel::All, 0).expect("discard");
+    assert_eq!(report.warnings.len(), 1, "{report:?}");
+    assert!(report.warnings[0].contains("mmap") && report.warnings[0].contains(" m "), "{report:?}");
 }

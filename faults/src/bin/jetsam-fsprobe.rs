@@ -8,7 +8,10 @@
 //! Ops (F: a path under DIR, OFF/LEN: bytes, B: the byte value to write):
 //! create:F (open O_CREAT|O_TRUNC), write:F:OFF:LEN:B (seek + write),
 //! pwrite:F:OFF:LEN:B, writev:F:OFF:LEN:B, append:F:LEN:B (O_APPEND),
-//! syncwrite:F:OFF:LEN:B (O_SYNC fd), trunc:F:LEN, fsync:F, fdatasync:F,
+//! syncwrite:F:OFF:LEN:B (O_SYNC fd), trunc:F:LEN, punch:F:OFF:LEN (fallocate
+//! punch hole), copy:F:G:OFF:LEN (copy_file_range of F's first LEN bytes to G
+//! at OFF), mmap:F (size F to 4 KiB and map it shared + writable, write
+//! nothing), fsync:F, fdatasync:F,
 //! sync, rename:F:G, unlink:F, child:OP (run OP in a child jetsam-fsprobe and
 //! wait for it), sigurg:N (N SIGURGs to this process, handled),
 //! wait (print `waiting`, read a line from stdin), nullwrites:N (N 1-byte
@@ -34,6 +37,8 @@ fn field<T: std::str::FromStr>(parts: &[&str], i: usize, op: &str) -> T {
 fn open_rw(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
 }
+
+const PAGE: u64 = 4096;
 
 extern "C" fn on_sigurg(_: libc::c_int) {}
 
@@ -80,6 +85,53 @@ fn run_op(dir: &Path, op: &str) -> io::Result<()> {
             OpenOptions::new().append(true).create(true).open(p(1))?.write_all(&vec![b; len])
         }
         "trunc" => open_rw(&p(1))?.set_len(field(&parts, 2, op)),
+        "punch" => {
+            let f = open_rw(&p(1))?;
+            let (off, len): (i64, i64) = (field(&parts, 2, op), field(&parts, 3, op));
+            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            // SAFETY: fallocate on a descriptor we own.
+            let rc = unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), mode, off, len) };
+            if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        }
+        "copy" => {
+            let src = File::open(p(1))?;
+            let dst = open_rw(&p(2))?;
+            let (mut off, mut len): (i64, usize) = (field(&parts, 3, op), field(&parts, 4, op));
+            let mut src_off: i64 = 0;
+            while len > 0 {
+                // SAFETY: both descriptors are ours; offsets point at live locals.
+                let n = unsafe {
+                    libc::copy_file_range(
+                        std::os::fd::AsRawFd::as_raw_fd(&src),
+                        &mut src_off,
+                        std::os::fd::AsRawFd::as_raw_fd(&dst),
+                        &mut off,
+                        len,
+                        0,
+                    )
+                };
+                if n <= 0 {
+                    return Err(if n == 0 { io::ErrorKind::UnexpectedEof.into() } else { io::Error::last_os_error() });
+                }
+                len -= n as usize;
+            }
+            Ok(())
+        }
+        "mmap" => {
+            let f = open_rw(&p(1))?;
+            f.set_len(PAGE)?;
+            // SAFETY: a fresh shared mapping of a file we own, unmapped right after.
+            unsafe {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+                let prot = libc::PROT_READ | libc::PROT_WRITE;
+                let m = libc::mmap(std::ptr::null_mut(), PAGE as usize, prot, libc::MAP_SHARED, fd, 0);
+                if m == libc::MAP_FAILED {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::munmap(m, PAGE as usize);
+            }
+            Ok(())
+        }
         "fsync" => File::open(p(1))?.sync_all(),
         "fdatasync" => File::open(p(1))?.sync_data(),
         "sync" => {

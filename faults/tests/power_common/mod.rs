@@ -138,6 +138,16 @@ impl Model {
                 let e = self.files.entry(p[1].to_string()).or_default();
                 e.0.resize(num(2), 0);
             }
+            "punch" => {
+                let e = self.files.get_mut(p[1]).expect("punch of a modelled file");
+                let end = (num(2) + num(3)).min(e.0.len());
+                e.0[num(2).min(end)..end].fill(0);
+            }
+            "copy" => {
+                let data = self.files[p[1]].0[..num(4)].to_vec();
+                let e = self.files.entry(p[2].to_string()).or_default();
+                put(&mut e.0, num(3), &data);
+            }
             "fsync" | "fdatasync" => {
                 let e = self.files.get_mut(p[1]).expect("fsync of a modelled file");
                 e.1 = e.0.clone();
