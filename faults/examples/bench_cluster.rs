@@ -252,6 +252,7 @@ async fn main() {
         "3-node R3 jetsam-node cluster, sync {}, {} clients x {} in flight, {} s measured after {} ms warm-up",
         o.sync, o.clients, o.inflight, o.seconds, WARMUP_MS
     );
+    let mut rounds: Vec<[f64; 3]> = Vec::new();
     for round in 1..=o.repeat {
         let mut both = Vec::new();
         for proxied in [false, true] {
@@ -280,10 +281,26 @@ async fn main() {
                 }
             }
         }
+        let ratio = both[1].acked_per_s / both[0].acked_per_s;
+        let p50_added_us = both[1].p50_us - both[0].p50_us;
+        let p99_added_us = both[1].p99_us - both[0].p99_us;
         println!(
-            "round {round} ratio acked_per_s {:.2} (goal >= 0.8)  p99 added {:.0} us (goal < 1000)",
-            both[1].acked_per_s / both[0].acked_per_s,
-            both[1].p99_us - both[0].p99_us
+            "round {round} ratio acked_per_s {ratio:.2} (goal >= 0.8)  p50 added {p50_added_us:.0} us  p99 added {p99_added_us:.0} us (goal < 1000)"
+        );
+        rounds.push([ratio, p50_added_us, p99_added_us]);
+    }
+    if rounds.len() > 1 {
+        let median = |i: usize| {
+            let mut v: Vec<f64> = rounds.iter().map(|r| r[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "median of {} rounds: ratio acked_per_s {:.2}  p50 added {:.0} us  p99 added {:.0} us",
+            rounds.len(),
+            median(0),
+            median(1),
+            median(2)
         );
     }
 }
