@@ -2,8 +2,9 @@
 //! their resolved form (`scenario.resolved.toml` in a run folder: the same
 //! schema with the seed and every default filled in, enough to replay the
 //! run). Parsing rejects unknown keys and bad values; rules that depend on
-//! the target (e.g. `async` with replicas > 1) are checked by
-//! [`Scenario::validate`].
+//! the target (e.g. `async` with replicas > 1), and which options belong to
+//! which fault kind, are checked by the harness (`jetsam run`) with the
+//! target's `Target::validate`.
 
 use crate::duration::serde_human;
 use crate::report::Mode;
@@ -127,10 +128,11 @@ impl Default for Workload {
     }
 }
 
-/// One fault line of the scenario. Kind-specific options are optional fields;
-/// [`Scenario::validate`] says which belong to which kind.
+/// One fault line of the scenario. Kind-specific options are optional fields
+/// collected in `options`; the harness (`jetsam run`) says which belong to
+/// which kind and rejects the rest. (No `deny_unknown_fields` here: with a
+/// flattened table serde would reject every option.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Fault {
     /// `kill`, `pause`, `power-loss`, `partition`, `bitflip`, `truncate`, `io-error`.
     pub kind: String,

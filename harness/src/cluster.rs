@@ -5,15 +5,25 @@
 //! nemesis (recording each in events.jsonl), heals everything at the end,
 //! and stops everything gracefully.
 //!
+//! When the scenario has `power-loss` or `io-error` faults every node runs
+//! under `jetsam-tracer` (state dir `state/<node>` in the run folder, kept
+//! across restarts), so a power loss can discard its unsynced writes. When it
+//! has `partition` faults, nodes reach each other through one link proxy per
+//! directed link, and a partition blackholes a set of links.
+//!
 //! It does not decide when to fault anything (the nemesis does) and does not
 //! talk to the nodes (the target does).
 
 use crate::events::{EventLog, EventLogError};
 use jetsam_core::event::EventKind;
 use jetsam_core::scenario::Scenario;
+use jetsam_faults::disk::{Corruption, DiskError};
+use jetsam_faults::net::{Link, LinkProxies, NetError, Shape};
+use jetsam_faults::power::{DiscardModel, IoErrorMode, PowerError};
 use jetsam_faults::process::{LaunchSpec, NodeProcess, ProcState, ProcessError};
 use jetsam_targets::{NodeSpec, Target, TargetError};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +50,32 @@ pub enum ClusterError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Events(#[from] EventLogError),
+    #[error(transparent)]
+    Power(#[from] PowerError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(
+        "failed to wait for the traced process {pid} of node {node} to exit within {waited:?} after its tracer was killed; the machine may be overloaded"
+    )]
+    TraceeAlive { node: String, pid: u32, waited: Duration },
+}
+
+/// How the nodes are run, from the scenario's fault kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// Every node under `jetsam-tracer` (power-loss, io-error).
+    pub traced: bool,
+    /// Peer links through proxies (partition).
+    pub proxied: bool,
+}
+
+impl ClusterOptions {
+    pub fn for_scenario(scenario: &Scenario) -> ClusterOptions {
+        let has = |kinds: &[&str]| scenario.faults.iter().any(|f| kinds.contains(&f.kind.as_str()));
+        ClusterOptions { traced: has(&["power-loss", "io-error"]), proxied: has(&["partition"]) }
+    }
 }
 
 /// The nodes of one run.
@@ -47,6 +83,9 @@ pub enum ClusterError {
 pub struct Cluster {
     specs: Vec<NodeSpec>,
     procs: Vec<NodeProcess>,
+    /// Per node: the tracer's state dir when traced.
+    state_dirs: BTreeMap<String, PathBuf>,
+    proxies: Option<LinkProxies>,
 }
 
 /// Reserves `count` distinct free loopback ports: all listeners are held
@@ -64,9 +103,15 @@ fn mkdir(path: &Path) -> Result<(), ClusterError> {
 
 impl Cluster {
     /// Allocates ports and folders under `run_dir` (`data/<node>`,
-    /// `conf/<node>`, `nodes/<node>.log`) and asks the target for each
-    /// node's command line. Starts nothing.
-    pub fn prepare(run_dir: &Path, scenario: &Scenario, target: &dyn Target) -> Result<Cluster, ClusterError> {
+    /// `conf/<node>`, `state/<node>` when traced, `nodes/<node>.log`),
+    /// starts the link proxies when proxied (inside the tokio runtime), and
+    /// asks the target for each node's command line. Starts no node.
+    pub async fn prepare(
+        run_dir: &Path,
+        scenario: &Scenario,
+        target: &dyn Target,
+        options: ClusterOptions,
+    ) -> Result<Cluster, ClusterError> {
         let names = scenario.node_names();
         let ports = free_ports(names.len() * 4)?;
         let mut specs: Vec<NodeSpec> = names
@@ -83,27 +128,61 @@ impl Cluster {
                 dead_addr: ports[4 * i + 3],
             })
             .collect();
-        // Without link proxies each node reaches its peers directly.
-        let peer_addrs: Vec<(String, SocketAddr)> =
+        let peer_addrs: BTreeMap<String, SocketAddr> =
             specs.iter().map(|s| (s.name.clone(), s.peer_listen_addr)).collect();
+        let proxies = if options.proxied {
+            let links = names
+                .iter()
+                .flat_map(|a| names.iter().filter(move |b| *b != a).map(move |b| (a, b)))
+                .map(|(a, b)| Link { from: a.clone(), to: b.clone(), upstream: peer_addrs[b] })
+                .collect();
+            Some(LinkProxies::start(links).await?)
+        } else {
+            None
+        };
         for spec in &mut specs {
-            spec.peers = peer_addrs.iter().filter(|(n, _)| *n != spec.name).map(|(n, a)| (n.clone(), *a)).collect();
+            spec.peers = peer_addrs
+                .iter()
+                .filter(|(n, _)| **n != spec.name)
+                .map(|(n, a)| {
+                    // Through the proxy of the link spec -> n, or directly without proxies.
+                    let addr = match &proxies {
+                        Some(p) => p.listen_addr(&spec.name, n).expect("a proxy per directed link"),
+                        None => *a,
+                    };
+                    (n.clone(), addr)
+                })
+                .collect();
         }
+        let tracer = if options.traced { Some(jetsam_faults::power::find_tracer_binary(None)?) } else { None };
         mkdir(&run_dir.join("nodes"))?;
         let mut procs = Vec::with_capacity(specs.len());
+        let mut state_dirs = BTreeMap::new();
         for spec in &specs {
             mkdir(&spec.data_dir)?;
             mkdir(&spec.conf_dir)?;
             let command = target.command(scenario, spec)?;
+            let (program, args) = match &tracer {
+                Some(tracer) => {
+                    // Outside the data dir, kept across restarts: the undo log lives here.
+                    let state_dir = run_dir.join("state").join(&spec.name);
+                    mkdir(&state_dir)?;
+                    let args =
+                        jetsam_faults::power::tracer_args(&spec.data_dir, &state_dir, &command.program, &command.args);
+                    state_dirs.insert(spec.name.clone(), state_dir);
+                    (tracer.clone(), args)
+                }
+                None => (command.program, command.args),
+            };
             let launch = LaunchSpec {
-                program: command.program,
-                args: command.args,
+                program,
+                args,
                 env: command.env,
                 log_path: run_dir.join("nodes").join(format!("{}.log", spec.name)),
             };
             procs.push(NodeProcess::new(spec.name.clone(), launch));
         }
-        Ok(Cluster { specs, procs })
+        Ok(Cluster { specs, procs, state_dirs, proxies })
     }
 
     pub fn specs(&self) -> &[NodeSpec] {
@@ -169,6 +248,180 @@ impl Cluster {
         Ok(())
     }
 
+    /// Power loss of running or paused nodes, all at once ("coordinated"
+    /// when several): SIGKILL of every node's group first, then per node wait
+    /// (bounded) until the traced node process is gone and put its files
+    /// back to their last synced content per `model` (seeded per node).
+    /// Records `power-loss` per node with what was discarded, and a
+    /// `warning` per thing the tracer could not model. Nodes that had died on
+    /// their own are returned with the error (they are then stopped and
+    /// still lose their unsynced writes).
+    pub fn power_loss(
+        &mut self,
+        names: &[String],
+        events: &EventLog,
+        model: &DiscardModel,
+        seeds: &[u64],
+        details: Details,
+    ) -> Result<Vec<(String, ProcessError)>, ClusterError> {
+        assert_eq!(names.len(), seeds.len(), "one discard seed per node");
+        let mut exited = Vec::new();
+        let mut tracees = Vec::new();
+        for name in names {
+            let state_dir = self.state_dirs.get(name).expect("power loss needs a traced node").clone();
+            // The tracee's pid, read before the kill: the tracer wrote it at start.
+            let tracee = std::fs::read_to_string(state_dir.join(jetsam_faults::power::TRACEE_PID_FILE))
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok());
+            tracees.push(tracee);
+            match self.proc_mut(name).kill(SIGNAL_TIMEOUT) {
+                Ok(_) => {}
+                Err(e @ ProcessError::ExitedOnItsOwn { .. }) => exited.push((name.clone(), e)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for ((name, seed), tracee) in names.iter().zip(seeds).zip(tracees) {
+            let state_dir = self.state_dirs[name].clone();
+            let data_dir = self.spec(name).data_dir.clone();
+            if let Some(pid) = tracee {
+                let deadline = std::time::Instant::now() + SIGNAL_TIMEOUT;
+                while !matches!(jetsam_faults::process::proc_state(pid), None | Some('Z')) {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(ClusterError::TraceeAlive { node: name.clone(), pid, waited: SIGNAL_TIMEOUT });
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            let report = jetsam_faults::power::discard(&data_dir, &state_dir, model, *seed)?;
+            let mut d = details.clone();
+            d.push(("model", serde_json::to_value(report.model).expect("a model serializes")));
+            d.push(("seed", report.seed.into()));
+            d.push(("bytes_discarded", report.bytes_discarded.into()));
+            d.push(("pages_discarded", report.pages_discarded.into()));
+            d.push(("pages_kept", report.pages_kept.into()));
+            d.push(("files", serde_json::to_value(&report.files).expect("files serialize")));
+            if !report.missing.is_empty() {
+                d.push(("missing", report.missing.clone().into()));
+            }
+            events.record(EventKind::PowerLoss, vec![name.clone()], d)?;
+            for w in &report.warnings {
+                events.record(EventKind::Warning, vec![name.clone()], [("message", w.clone().into())])?;
+            }
+        }
+        Ok(exited)
+    }
+
+    /// Turns the io-error fault on (`Some`, records `io-error`) or off
+    /// (`None`, records `io-ok`) for one traced node.
+    pub fn set_io_error(
+        &mut self,
+        name: &str,
+        mode: Option<IoErrorMode>,
+        events: &EventLog,
+        details: Details,
+    ) -> Result<(), ClusterError> {
+        let state_dir = self.state_dirs.get(name).expect("io-error needs a traced node");
+        jetsam_faults::power::set_io_error(state_dir, mode)?;
+        let mut d = details;
+        let kind = match mode {
+            Some(mode) => {
+                d.push(("mode", mode.as_str().into()));
+                EventKind::IoError
+            }
+            None => EventKind::IoOk,
+        };
+        events.record(kind, vec![name.to_string()], d)?;
+        Ok(())
+    }
+
+    /// Corrupts one node's files while it is down: kills it first when it
+    /// runs (records `kill`), then flips bits or cuts a tail of one seeded
+    /// file matching `globs` (one `bitflip` event per bit, or a `truncate`).
+    /// The node stays stopped until its heal restarts it.
+    pub fn corrupt(
+        &mut self,
+        name: &str,
+        fault: &DiskFault<'_>,
+        rng: &mut impl rand::Rng,
+        events: &EventLog,
+        details: Details,
+    ) -> Result<(), ClusterError> {
+        if self.state(name) != ProcState::Stopped {
+            self.kill(name, events, details.clone())?;
+        }
+        let data_dir = self.spec(name).data_dir.clone();
+        let changes: Vec<Corruption> = match fault.kind {
+            "bitflip" => jetsam_faults::disk::bitflip(&data_dir, fault.globs, fault.bits, rng)?,
+            "truncate" => jetsam_faults::disk::truncate(&data_dir, fault.globs, rng)?,
+            other => unreachable!("not a disk fault: {other}"),
+        };
+        for c in changes {
+            events.record_with(|t_ns| {
+                let mut e = c.to_event(t_ns, name);
+                for (k, v) in &details {
+                    e.details.insert(k.to_string(), v.clone());
+                }
+                e
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Blackholes the links `shape` cuts (seeded; `leader` for isolate-one)
+    /// and records `partition` with the shape, groups and links.
+    pub fn partition(
+        &mut self,
+        shape: &Shape,
+        rng: &mut impl rand::Rng,
+        leader: Option<&str>,
+        events: &EventLog,
+        details: Details,
+    ) -> Result<(), ClusterError> {
+        let proxies = self.proxies.as_ref().expect("partition needs link proxies");
+        let (cut, groups) = jetsam_faults::net::shape_cut(shape, &self.names(), rng, leader);
+        proxies.partition(&cut);
+        assert_eq!(proxies.cut_links(), cut, "the proxies cut exactly the shape's links");
+        events.record_with(|t_ns| {
+            let mut e = jetsam_faults::net::partition_event(t_ns, shape, &groups, &cut);
+            for (k, v) in &details {
+                e.details.insert(k.to_string(), v.clone());
+            }
+            e
+        })?;
+        Ok(())
+    }
+
+    /// Restores every cut link and records `heal` (only when something was cut).
+    pub fn heal_network(&mut self, events: &EventLog, details: Details) -> Result<(), ClusterError> {
+        let Some(proxies) = self.proxies.as_ref() else { return Ok(()) };
+        let cut: BTreeSet<(String, String)> = proxies.cut_links();
+        if cut.is_empty() {
+            return Ok(());
+        }
+        proxies.heal();
+        assert!(proxies.cut_links().is_empty(), "every link is restored");
+        let nodes: BTreeSet<String> = cut.into_iter().flat_map(|(a, b)| [a, b]).collect();
+        events.record(EventKind::Heal, nodes.into_iter().collect(), details)?;
+        Ok(())
+    }
+
+    /// Whether a running node is still there; one that died on its own is
+    /// recorded as a `warning` and is then stopped.
+    pub fn check_alive(&mut self, name: &str, events: &EventLog) -> Result<(), ClusterError> {
+        if self.state(name) == ProcState::Stopped {
+            return Ok(());
+        }
+        match self.proc_mut(name).check_alive("check") {
+            Ok(()) => Ok(()),
+            Err(e @ ProcessError::ExitedOnItsOwn { .. }) => self.note_exit(name, events, &e),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn spec(&self, name: &str) -> &NodeSpec {
+        self.specs.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("unknown node {name}"))
+    }
+
     /// Records a node that died on its own as a `warning` (a finding about
     /// the system, not a harness error); the node is then stopped.
     pub fn note_exit(&self, name: &str, events: &EventLog, error: &ProcessError) -> Result<(), ClusterError> {
@@ -176,11 +429,20 @@ impl Cluster {
         Ok(())
     }
 
-    /// Heals everything: resumes every paused node and restarts every
-    /// stopped one, each recorded. Afterwards every node is running.
+    /// Heals everything: restores every cut link, clears every io-error,
+    /// resumes every paused node and restarts every stopped one, each
+    /// recorded. Afterwards every node is running.
     pub fn heal_all(&mut self, events: &EventLog) -> Result<(), ClusterError> {
+        let details = || vec![("final_heal", true.into())];
+        self.heal_network(events, details())?;
         for name in self.names() {
-            let details = || vec![("final_heal", true.into())];
+            if let Some(state_dir) = self.state_dirs.get(&name)
+                && jetsam_faults::power::read_io_error(state_dir).is_some()
+            {
+                self.set_io_error(&name, None, events, details())?;
+            }
+        }
+        for name in self.names() {
             if self.state(&name) == ProcState::Paused {
                 match self.resume(&name, events, details()) {
                     Err(ClusterError::Process(e @ ProcessError::ExitedOnItsOwn { .. })) => {
@@ -202,6 +464,13 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops the link proxies (after the nodes are stopped).
+    pub async fn shutdown_proxies(&mut self) {
+        if let Some(p) = self.proxies.take() {
+            p.shutdown().await;
+        }
+    }
+
     /// Stops every started node gracefully (SIGTERM, grace, SIGKILL).
     /// Nodes that already died on their own are reported in the result.
     pub fn stop_all(&mut self) -> Vec<(String, ProcessError)> {
@@ -218,6 +487,17 @@ impl Cluster {
         }
         problems
     }
+}
+
+/// What a disk fault does to a node's files.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskFault<'a> {
+    /// `bitflip` or `truncate`.
+    pub kind: &'a str,
+    /// Files to pick from (relative to the data dir).
+    pub globs: &'a [String],
+    /// Bits flipped per file (bitflip).
+    pub bits: u32,
 }
 
 /// Kind-specific event details.

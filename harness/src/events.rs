@@ -41,18 +41,29 @@ impl EventLog {
     }
 
     /// Writes one event now; `details` are kind-specific fields.
-    pub fn record(
+    pub fn record<K: AsRef<str>>(
         &self,
         kind: EventKind,
         nodes: Vec<String>,
-        details: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+        details: impl IntoIterator<Item = (K, serde_json::Value)>,
     ) -> Result<Event, EventLogError> {
+        self.record_with(|t_ns| {
+            let mut event = Event::new(t_ns, kind, nodes);
+            for (k, v) in details {
+                event = event.with(k.as_ref(), v);
+            }
+            event
+        })
+    }
+
+    /// Writes the event `make` builds from the current run time (for
+    /// injectors that build their own events, e.g. a partition's).
+    pub fn record_with(&self, make: impl FnOnce(u64) -> Event) -> Result<Event, EventLogError> {
         let mut file = self.file.lock().expect("event log lock");
         // Stamped under the lock so the file is in time order.
-        let mut event = Event::new(self.now_ns(), kind, nodes);
-        for (k, v) in details {
-            event = event.with(k, v);
-        }
+        let t_ns = self.now_ns();
+        let event = make(t_ns);
+        assert_eq!(event.t_ns, t_ns, "an event carries the time it was recorded at");
         let mut line = serde_json::to_vec(&event).expect("an event always serializes");
         line.push(b'\n');
         // One write per line, unbuffered: a crashed controller leaves every event written so far.

@@ -1,7 +1,16 @@
 //! The nemesis executes the seeded schedule during the load phase: at each
-//! planned time it injects a fault (kill: SIGKILL of the node's group;
-//! pause: SIGSTOP) on the planned nodes, or on the leader the target names
-//! at that moment, and heals it after `heal_after` (restart; SIGCONT).
+//! planned time it injects a fault on the planned nodes (or on the leader
+//! the target names at that moment) and heals it after `heal_after`:
+//!
+//! | kind | inject | heal |
+//! |------|--------|------|
+//! | kill | SIGKILL of the node's group | restart |
+//! | pause | SIGSTOP | SIGCONT |
+//! | power-loss | SIGKILL, unsynced writes discarded | restart (under a fresh tracer) |
+//! | io-error | syncs fail (EIO) and/or writes (ENOSPC) | normal I/O; restart if it died |
+//! | partition | blackhole the links the shape cuts | restore them |
+//! | bitflip / truncate | kill, corrupt a data file | restart |
+//!
 //! Every injection, heal, skip and surprise (a node that died on its own)
 //! is an event in events.jsonl, written as it happens, with the fault line
 //! index and the planned time so two runs with one seed can be compared.
@@ -10,12 +19,17 @@
 //! ([`crate::cluster::Cluster::heal_all`]). New fault kinds plug in at
 //! [`inject`] and [`heal`]; this module does not plan (see `schedule`).
 
-use crate::cluster::{Cluster, ClusterError, Details};
+use crate::cluster::{Cluster, ClusterError, Details, DiskFault};
 use crate::events::EventLog;
 use crate::schedule::{Planned, Schedule, Selection};
 use jetsam_core::event::EventKind;
+use jetsam_core::scenario::{Fault, Scenario};
+use jetsam_faults::net::Shape;
+use jetsam_faults::power::{DiscardModel, IoErrorMode};
 use jetsam_faults::process::{ProcState, ProcessError};
 use jetsam_targets::Target;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
 /// How long the nemesis asks the target for the leader before using the fallback.
@@ -46,6 +60,7 @@ fn planned_details(p: &Planned) -> Details {
 
 /// Runs the schedule from `load_start` for `duration`.
 pub async fn run(
+    scenario: &Scenario,
     schedule: &Schedule,
     cluster: &mut Cluster,
     target: &dyn Target,
@@ -85,8 +100,8 @@ pub async fn run(
             }
             Action::Inject(i) => {
                 let p = &schedule.planned[i];
-                hit[i] = inject(p, cluster, target, events).await?;
-                summary.injected += hit[i].len() as u64;
+                hit[i] = inject(p, &scenario.faults[p.fault], cluster, target, events).await?;
+                summary.injected += hit[i].len().max(usize::from(p.selection == Selection::Network)) as u64;
             }
             Action::Heal(i) => {
                 let p = &schedule.planned[i];
@@ -97,15 +112,44 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The partition shape of a fault line (validated).
+fn shape_of(fault: &Fault) -> Shape {
+    match (&fault.targets, fault.options.get("shape").and_then(|v| v.as_str())) {
+        (jetsam_core::scenario::Targets::Nodes(side), _) => Shape::Nodes(side.clone()),
+        (_, Some(name)) => name.parse().expect("validated shape"),
+        (_, None) => crate::scenario::SHAPE_DEFAULT.parse().expect("default shape"),
+    }
+}
+
+/// The corruption globs of a disk fault line: its `files`, else the target's default.
+fn globs_of(fault: &Fault, target: &dyn Target) -> Vec<String> {
+    match fault.options.get("files").and_then(|v| v.as_array()) {
+        Some(list) => list.iter().map(|g| g.as_str().expect("validated glob").to_string()).collect(),
+        None => target.default_corrupt_globs(),
+    }
+}
+
 /// Injects one planned fault; returns the nodes it hit.
 async fn inject(
     p: &Planned,
+    fault: &Fault,
     cluster: &mut Cluster,
     target: &dyn Target,
     events: &EventLog,
 ) -> Result<Vec<String>, ClusterError> {
     let mut details = planned_details(p);
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let nodes = match &p.selection {
+        Selection::Network => {
+            let shape = shape_of(fault);
+            let leader = if shape == Shape::IsolateOne {
+                tokio::time::timeout(LEADER_TIMEOUT, target.leader(cluster.specs())).await.ok().flatten()
+            } else {
+                None
+            };
+            cluster.partition(&shape, &mut rng, leader.as_deref(), events, details)?;
+            return Ok(Vec::new());
+        }
         Selection::Nodes(nodes) => nodes.clone(),
         Selection::Leader { fallback } => {
             let leader = tokio::time::timeout(LEADER_TIMEOUT, target.leader(cluster.specs())).await.ok().flatten();
@@ -117,6 +161,22 @@ async fn inject(
             }
         }
     };
+    if p.kind == "power-loss" {
+        // Every node at once: SIGKILLs first, then the discards.
+        let model = DiscardModel::from_options(&fault.options).expect("validated discard model");
+        let (live, busy): (Vec<String>, Vec<String>) =
+            nodes.into_iter().partition(|n| cluster.state(n) != ProcState::Stopped);
+        for node in busy {
+            let mut d = details.clone();
+            d.push(("message", format!("power-loss of {node} skipped: the node is stopped").into()));
+            events.record(EventKind::Warning, vec![node], d)?;
+        }
+        let seeds: Vec<u64> = live.iter().map(|_| rand::Rng::r#gen::<u64>(&mut rng)).collect();
+        for (node, e) in cluster.power_loss(&live, events, &model, &seeds, details)? {
+            cluster.note_exit(&node, events, &e)?;
+        }
+        return Ok(live);
+    }
     let mut hit = Vec::new();
     for node in nodes {
         if cluster.state(&node) != ProcState::Running {
@@ -129,6 +189,24 @@ async fn inject(
         let result = match p.kind.as_str() {
             "kill" => cluster.kill(&node, events, details.clone()),
             "pause" => cluster.pause(&node, events, details.clone()),
+            "io-error" => {
+                let mode = fault
+                    .options
+                    .get("mode")
+                    .and_then(|m| m.as_str())
+                    .map_or(IoErrorMode::Eio, |m| IoErrorMode::parse(m).expect("validated io-error mode"));
+                cluster.set_io_error(&node, Some(mode), events, details.clone())
+            }
+            "bitflip" | "truncate" => {
+                let bits = fault
+                    .options
+                    .get("bits")
+                    .and_then(|b| b.as_integer())
+                    .map_or(crate::scenario::BITS_DEFAULT, |b| u32::try_from(b).expect("validated bits"));
+                let globs = globs_of(fault, target);
+                let disk = DiskFault { kind: &p.kind, globs: &globs, bits };
+                cluster.corrupt(&node, &disk, &mut rng, events, details.clone())
+            }
             other => unreachable!("validated fault kind {other:?}"),
         };
         match result {
@@ -146,10 +224,19 @@ async fn inject(
 
 /// Heals one injected fault on the nodes it hit; returns how many were healed.
 fn heal(p: &Planned, hit: &[String], cluster: &mut Cluster, events: &EventLog) -> Result<u64, ClusterError> {
+    if p.selection == Selection::Network {
+        cluster.heal_network(events, planned_details(p))?;
+        return Ok(1);
+    }
     let mut healed = 0;
     for node in hit {
+        if p.kind == "io-error" {
+            cluster.set_io_error(node, None, events, planned_details(p))?;
+            // A node may exit on a failed fsync (as it should): restart it below.
+            cluster.check_alive(node, events)?;
+        }
         if cluster.state(node) == ProcState::Paused {
-            assert_eq!(p.kind, "pause", "only a pause leaves a node paused");
+            assert!(p.kind == "pause" || p.kind == "io-error", "only a pause leaves a node paused");
             match cluster.resume(node, events, planned_details(p)) {
                 Ok(()) => {}
                 Err(ClusterError::Process(e @ ProcessError::ExitedOnItsOwn { .. })) => {

@@ -14,7 +14,7 @@
 //! This module sequences phases; the pieces live in `scenario`, `schedule`,
 //! `cluster`, `nemesis`, `events`, `progress` and the workloads crate.
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::events::{EventLog, EventLogError};
 use crate::progress::Progress;
 use crate::scenario::{LoadError, Overrides, Resolved};
@@ -319,7 +319,7 @@ async fn phases(
     // The run clock: history and events count nanoseconds from here.
     let start = Instant::now();
     let events = Arc::new(EventLog::create(&run_dir.join(jetsam_checkers::load::EVENTS_FILE), start)?);
-    let mut cluster = Cluster::prepare(run_dir, scenario, target)?;
+    let mut cluster = Cluster::prepare(run_dir, scenario, target, ClusterOptions::for_scenario(scenario)).await?;
 
     progress.phase("start", &format!("starting {} nodes", scenario.nodes));
     let t = Instant::now();
@@ -358,7 +358,7 @@ async fn phases(
     let load_start = tokio::time::Instant::now();
     let (workload, nemesis) = tokio::join!(
         jetsam_workloads::run(&config, publishers, sink, counters.clone()),
-        crate::nemesis::run(schedule, &mut cluster, target, &events, load_start, scenario.duration),
+        crate::nemesis::run(scenario, schedule, &mut cluster, target, &events, load_start, scenario.duration),
     );
     ticker.abort();
     let workload = workload?;
@@ -407,6 +407,7 @@ async fn phases(
     if target.read_back_mode() == ReadBack::Live {
         stop_all(&mut cluster, progress);
     }
+    cluster.shutdown_proxies().await;
     drop(cluster);
 
     progress.phase("check", "checking");

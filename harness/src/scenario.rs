@@ -18,9 +18,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Fault kinds `jetsam run` injects.
-pub const FAULT_KINDS_SUPPORTED: &[&str] = &["kill", "pause"];
-/// Fault kinds of the scenario schema that this build cannot inject yet.
-pub const FAULT_KINDS_NOT_YET: &[&str] = &["power-loss", "partition", "bitflip", "truncate", "io-error"];
+pub const FAULT_KINDS_SUPPORTED: &[&str] =
+    &["kill", "pause", "power-loss", "io-error", "partition", "bitflip", "truncate"];
+/// Flipped bits per corrupted file when a bitflip fault does not say (`bits`).
+pub const BITS_DEFAULT: u32 = 2;
+/// Most bits a bitflip fault may flip per file.
+pub const BITS_MAX: u32 = 4096;
+/// Partition shape when a partition fault does not say (`shape`).
+pub const SHAPE_DEFAULT: &str = "majority-minority";
 /// Selector words of `targets`.
 pub const SELECTORS: &[&str] = &["one", "minority", "majority", "all", "leader"];
 /// How long a fault lasts when the scenario does not say (`heal_after`).
@@ -381,16 +386,107 @@ fn validate(ctx: &Ctx, s: &Scenario) -> Result<(), ScenarioError> {
     Ok(())
 }
 
+/// Kind-specific options and target rules.
+fn validate_fault_options(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), ScenarioError> {
+    let line = |key| ctx.line("faults", Some(i), key);
+    let which = format!("faults[{i}] ({})", f.kind);
+    let words_only_one = |what: &str| -> Result<(), ScenarioError> {
+        match &f.targets {
+            Targets::Named(w) if w != "one" => Err(ctx.invalid(
+                line("targets"),
+                format!("{which}: targets = {w:?} does not apply"),
+                format!("{what}, or list node names, e.g. targets = [\"n1\"]"),
+            )),
+            _ => Ok(()),
+        }
+    };
+    match f.kind.as_str() {
+        "power-loss" => {
+            if let Err(e) = jetsam_faults::power::DiscardModel::from_options(&f.options) {
+                let key = ["keep_fraction", "writeback_after", "discard"]
+                    .into_iter()
+                    .find(|k| f.options.contains_key(*k))
+                    .unwrap_or("kind");
+                return Err(ctx.invalid(
+                    line(key),
+                    format!("{which}: {e}"),
+                    "set one of discard = \"all\", keep_fraction = 0.3 or writeback_after = \"30s\"",
+                ));
+            }
+        }
+        "io-error" => {
+            if let Some(mode) = f.options.get("mode")
+                && mode.as_str().and_then(jetsam_faults::power::IoErrorMode::parse).is_none()
+            {
+                return Err(ctx.invalid(
+                    line("mode"),
+                    format!("{which}: mode = {mode} is not a known io-error mode"),
+                    "set mode = \"eio\" (failed syncs), \"enospc\" (failed writes) or \"both\"",
+                ));
+            }
+        }
+        "partition" => {
+            words_only_one("a partition picks its sides by shape: set shape")?;
+            let shape = match (&f.targets, f.options.get("shape")) {
+                (Targets::Nodes(_), Some(_)) => {
+                    return Err(ctx.invalid(
+                        line("shape"),
+                        format!("{which}: both a shape and a list of nodes"),
+                        "give shape = \"...\" or targets = [names of one side], not both",
+                    ));
+                }
+                (Targets::Nodes(side), None) => jetsam_faults::net::Shape::Nodes(side.clone()),
+                (_, Some(v)) => {
+                    let text = v.as_str().unwrap_or("");
+                    text.parse::<jetsam_faults::net::Shape>().map_err(|e| {
+                        ctx.invalid(line("shape"), format!("{which}: {e}"), "set shape to one of the names above")
+                    })?
+                }
+                (_, None) => SHAPE_DEFAULT.parse().expect("the default shape parses"),
+            };
+            if let Err(e) = jetsam_faults::net::validate_shape(&shape, &s.node_names()) {
+                return Err(ctx.invalid(line("shape"), format!("{which}: {e}"), "choose a shape these nodes allow"));
+            }
+        }
+        "bitflip" | "truncate" => {
+            words_only_one("disk faults hit a seeded fixed minority of the nodes (one of 3, two of 5)")?;
+            if matches!(f.targets, Targets::Named(_)) && s.nodes < 3 {
+                return Err(ctx.invalid(
+                    line("kind"),
+                    format!("{which}: {} nodes have no minority to corrupt", s.nodes),
+                    "run 3 or more nodes, or list the nodes to corrupt in targets",
+                ));
+            }
+            if let Some(files) = f.options.get("files") {
+                let ok = files
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(|g| g.as_str().is_some_and(|g| !g.is_empty())));
+                if !ok {
+                    return Err(ctx.invalid(
+                        line("files"),
+                        format!("{which}: files = {files} is not a list of globs"),
+                        "write files = [\"log/*.seg\"] (relative to the node's data dir), or remove it for the target's default",
+                    ));
+                }
+            }
+            if let Some(bits) = f.options.get("bits")
+                && !bits.as_integer().is_some_and(|b| (1..=i64::from(BITS_MAX)).contains(&b))
+            {
+                return Err(ctx.invalid(
+                    line("bits"),
+                    format!("{which}: bits = {bits}"),
+                    format!("set bits between 1 and {BITS_MAX} (bits flipped per corrupted file)"),
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), ScenarioError> {
     let line = |key| ctx.line("faults", Some(i), key);
     let which = format!("faults[{i}] ({})", f.kind);
-    if FAULT_KINDS_NOT_YET.contains(&f.kind.as_str()) {
-        return Err(ctx.invalid(
-            line("kind"),
-            format!("{which}: this jetsam run cannot inject {:?} faults yet", f.kind),
-            format!("use one of: {}", FAULT_KINDS_SUPPORTED.join(", ")),
-        ));
-    }
     if !FAULT_KINDS_SUPPORTED.contains(&f.kind.as_str()) {
         return Err(ctx.invalid(
             line("kind"),
@@ -398,13 +494,23 @@ fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), Sc
             format!("use one of: {}", FAULT_KINDS_SUPPORTED.join(", ")),
         ));
     }
-    if let Some(key) = f.options.keys().next() {
-        return Err(ctx.invalid(
-            line(key),
-            format!("{which}: unknown key {key:?}"),
-            "a kill or pause fault takes only kind, targets, every or at, and heal_after",
-        ));
+    let allowed: &[&str] = match f.kind.as_str() {
+        "power-loss" => &["discard", "keep_fraction", "writeback_after"],
+        "io-error" => &["mode"],
+        "partition" => &["shape"],
+        "bitflip" => &["files", "bits"],
+        "truncate" => &["files"],
+        _ => &[],
+    };
+    if let Some(key) = f.options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let fix = if allowed.is_empty() {
+            format!("a {} fault takes only kind, targets, every or at, and heal_after", f.kind)
+        } else {
+            format!("a {} fault takes kind, targets, every or at, heal_after and {}", f.kind, allowed.join(", "))
+        };
+        return Err(ctx.invalid(line(key), format!("{which}: unknown key {key:?}"), fix));
     }
+    validate_fault_options(ctx, s, i, f)?;
     match &f.targets {
         Targets::Named(word) => {
             if !SELECTORS.contains(&word.as_str()) {

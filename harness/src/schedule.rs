@@ -17,8 +17,8 @@
 
 use jetsam_core::duration::parse_duration;
 use jetsam_core::scenario::{Scenario, Targets};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,6 +42,8 @@ pub enum Selection {
     /// The stream leader at injection time, or `fallback` when none is known
     /// or the leader is busy with another fault.
     Leader { fallback: String },
+    /// The links between nodes (a partition: its shape picks the sides).
+    Network,
 }
 
 /// One planned injection and its heal.
@@ -55,6 +57,8 @@ pub struct Planned {
     /// When it heals (may be after the load phase ends: then the final heal does it).
     pub heal_at: Duration,
     pub selection: Selection,
+    /// This injection's own seed (partition sides, discarded pages, corrupted bits).
+    pub seed: u64,
 }
 
 /// An injection the plan could not place.
@@ -85,9 +89,28 @@ pub fn selector_count(word: &str, n: usize) -> usize {
     }
 }
 
+/// Whether a fault kind takes the network (links) rather than node processes.
+pub fn is_network(kind: &str) -> bool {
+    kind == "partition"
+}
+
+/// Whether a fault kind corrupts files of the run's fixed disk-fault minority.
+pub fn is_disk(kind: &str) -> bool {
+    matches!(kind, "bitflip" | "truncate")
+}
+
+/// The nodes disk faults hit for the whole run (seeded, `disk` component).
+pub fn disk_minority(scenario: &Scenario, run_seed: u64) -> Vec<String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(run_seed, "disk"));
+    jetsam_faults::disk::pick_fixed_minority(&scenario.node_names(), &mut rng)
+}
+
 /// Plans every injection of a validated, resolved scenario.
 pub fn plan(scenario: &Scenario, run_seed: u64) -> Schedule {
     let names = scenario.node_names();
+    let minority = disk_minority(scenario, run_seed);
+    // Partitions do not overlap each other (one cut set at a time).
+    let mut network_busy_until = Duration::ZERO;
     // Every (time, fault line) pair, in time order; ties in fault-line order.
     let mut candidates: Vec<(Duration, usize)> = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
@@ -115,8 +138,37 @@ pub fn plan(scenario: &Scenario, run_seed: u64) -> Schedule {
         let free: Vec<&str> =
             names.iter().map(String::as_str).filter(|n| busy_until.get(n).is_none_or(|&until| until <= at)).collect();
         let rng = &mut rngs[i];
+        // Drawn first and always, so this injection's seed does not depend on its targets.
+        let seed = rng.next_u64();
         let skip = |reason: String| Skipped { fault: i, kind: f.kind.clone(), at, reason };
+        if is_network(&f.kind) {
+            if network_busy_until > at {
+                schedule.skipped.push(skip("an earlier partition is not healed yet".into()));
+                continue;
+            }
+            network_busy_until = at + heal_after;
+            schedule.planned.push(Planned {
+                fault: i,
+                kind: f.kind.clone(),
+                at,
+                heal_at: at + heal_after,
+                selection: Selection::Network,
+                seed,
+            });
+            continue;
+        }
         let (chosen, selection): (Vec<&str>, Selection) = match &f.targets {
+            Targets::Named(_) if is_disk(&f.kind) => {
+                let chosen: Vec<&str> = minority.iter().map(String::as_str).filter(|n| free.contains(n)).collect();
+                if chosen.is_empty() {
+                    schedule.skipped.push(skip(format!(
+                        "every node of the disk-fault minority ({}) is under another fault",
+                        minority.join(", ")
+                    )));
+                    continue;
+                }
+                (chosen.clone(), Selection::Nodes(chosen.iter().map(|n| n.to_string()).collect()))
+            }
             Targets::Named(word) => {
                 let count = selector_count(word, names.len());
                 if count == 0 {
@@ -151,7 +203,14 @@ pub fn plan(scenario: &Scenario, run_seed: u64) -> Schedule {
         for n in &chosen {
             busy_until.insert(n, at + heal_after);
         }
-        schedule.planned.push(Planned { fault: i, kind: f.kind.clone(), at, heal_at: at + heal_after, selection });
+        schedule.planned.push(Planned {
+            fault: i,
+            kind: f.kind.clone(),
+            at,
+            heal_at: at + heal_after,
+            selection,
+            seed,
+        });
     }
     schedule
 }
@@ -233,6 +292,33 @@ mod tests {
         assert_eq!(p.skipped.len(), 1);
         assert_eq!(p.skipped[0].at, Duration::from_secs(2));
         assert!(p.skipped[0].reason.contains("n2"), "{:?}", p.skipped[0]);
+    }
+
+    #[test]
+    fn partitions_take_the_network_and_disk_faults_the_fixed_minority() {
+        let s = scenario(
+            "[[faults]]\nkind = \"partition\"\nevery = \"2s\"\nheal_after = \"3s\"\n\
+             [[faults]]\nkind = \"bitflip\"\nevery = \"3s\"\nheal_after = \"1s\"\n\
+             [[faults]]\nkind = \"kill\"\ntargets = \"all\"\nat = [\"4500ms\"]\n",
+        );
+        let p = plan(&s, 9);
+        let minority = disk_minority(&s, 9);
+        assert_eq!(minority.len(), 2, "two of five");
+        // Partitions every 2s lasting 3s: every other one is skipped.
+        let parts: Vec<Duration> = p.planned.iter().filter(|x| x.kind == "partition").map(|x| x.at).collect();
+        assert_eq!(parts, vec![2, 6, 10, 14, 18].into_iter().map(Duration::from_secs).collect::<Vec<_>>());
+        assert!(p.planned.iter().filter(|x| x.kind == "partition").all(|x| x.selection == Selection::Network));
+        for x in p.planned.iter().filter(|x| x.kind == "bitflip") {
+            let Selection::Nodes(n) = &x.selection else { panic!("disk faults name nodes") };
+            assert_eq!(n, &minority, "at {:?}", x.at);
+        }
+        // The kill of all nodes at 4.5s does not wait for a partition, but it
+        // does for the bitflip at 3s..4s (healed by then): all five are free.
+        let kill = p.planned.iter().find(|x| x.kind == "kill").expect("kill planned");
+        assert_eq!(kill.selection, Selection::Nodes(s.node_names()));
+        // Each injection has its own seed.
+        let seeds: std::collections::BTreeSet<u64> = p.planned.iter().map(|x| x.seed).collect();
+        assert_eq!(seeds.len(), p.planned.len());
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
         (
             "unknown key in a fault",
             ("every = \"2s\"", "every = \"2s\"\nsevirity = 3"),
-            &[":17:", "unknown key \"sevirity\"", "fix: remove"],
+            &[":17:", "unknown key \"sevirity\"", "fix: a kill fault takes only"],
         ),
         ("bad value type", ("nodes = 3", "nodes = \"three\""), &["line 2", "invalid type"]),
         ("bad duration", ("duration = \"5s\"", "duration = \"5 parsecs\""), &["line 3", "invalid duration"]),
@@ -83,6 +83,33 @@ fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
             "unknown bug",
             ("[stream]", "[target]\nbug = \"gremlins\"\n\n[stream]"),
             &[":6:", "unknown node bug", "ack-before-write"],
+        ),
+        (
+            "power-loss keep_fraction out of range",
+            ("kind = \"kill\"", "kind = \"power-loss\"\nkeep_fraction = 2.5"),
+            &[":15:", "keep_fraction", "fix: set one of"],
+        ),
+        (
+            "two discard models",
+            ("kind = \"kill\"", "kind = \"power-loss\"\nkeep_fraction = 0.5\ndiscard = \"all\""),
+            &["more than one of discard"],
+        ),
+        (
+            "unknown partition shape",
+            ("kind = \"kill\"", "kind = \"partition\"\nshape = \"donut\""),
+            &[":15:", "donut", "isolate-one"],
+        ),
+        (
+            "partition with a selector word",
+            ("kind = \"kill\"\ntargets = \"one\"", "kind = \"partition\"\ntargets = \"all\""),
+            &[":15:", "does not apply", "shape"],
+        ),
+        ("unknown io-error mode", ("kind = \"kill\"", "kind = \"io-error\"\nmode = \"meh\""), &[":15:", "eio"]),
+        ("zero bits", ("kind = \"kill\"", "kind = \"bitflip\"\nbits = 0"), &[":15:", "bits = 0"]),
+        (
+            "an option of another kind",
+            ("kind = \"kill\"", "kind = \"truncate\"\nbits = 3"),
+            &[":15:", "unknown key \"bits\""],
         ),
         ("bad sync", ("sync = \"always\"", "sync = \"sometimes\""), &[":8:", "stream.sync"]),
     ];
