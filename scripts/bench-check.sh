@@ -38,7 +38,10 @@ echo "exit code: $code (expected 1: the synthetic run loses writes)"
 wall=$(sed -n 's/^\tElapsed (wall clock) time (h:mm:ss or m:ss): //p' "$dir/time.txt")
 rss_kb=$(sed -n 's/^\tMaximum resident set size (kbytes): //p' "$dir/time.txt")
 wall_s=$(echo "$wall" | awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }')
+user_s=$(sed -n 's/^\tUser time (seconds): //p' "$dir/time.txt")
+sys_s=$(sed -n 's/^\tSystem time (seconds): //p' "$dir/time.txt")
 echo "wall time:        ${wall_s} s (goal < 20 s)"
+echo "CPU time:         ${user_s} s user + ${sys_s} s system (load average now: $(cut -d' ' -f1 /proc/loadavg))"
 echo "peak RSS:         $((rss_kb / 1024)) MiB (goal < 2048 MiB)"
 echo "publishes/second: $(awk -v n="$acked" -v s="$wall_s" 'BEGIN { printf "%.0f", n / s }')"
 got_lost=$(sed -n 's/^  "lost": \([0-9]*\),$/\1/p' "$dir/run/report.json")
