@@ -116,6 +116,8 @@ pub struct Storage {
     /// space, lost on SIGKILL) until [`Storage::flush_buffer`].
     defer_writes: bool,
     buffer: Vec<u8>,
+    /// A new segment starts once the active one reaches this size.
+    segment_bytes_max: u64,
 }
 
 pub fn encode_record(record: &Record, out: &mut Vec<u8>) {
@@ -241,6 +243,7 @@ impl Storage {
             unsynced: Vec::new(),
             defer_writes,
             buffer: Vec::new(),
+            segment_bytes_max: SEGMENT_BYTES_MAX,
         };
         let mut records = Vec::new();
         let count = names.len();
@@ -323,6 +326,13 @@ impl Storage {
         Ok((storage, Recovered { meta, records, notes }))
     }
 
+    /// Changes the size at which segments roll over (the default is
+    /// [`SEGMENT_BYTES_MAX`]; small values exercise rollover in tests).
+    pub fn set_segment_bytes_max(&mut self, bytes: u64) {
+        assert!(bytes > 0, "segments need room for at least one record");
+        self.segment_bytes_max = bytes;
+    }
+
     /// Index of the last record stored (0 when empty).
     pub fn last_index(&self) -> u64 {
         self.locs.len() as u64
@@ -336,7 +346,7 @@ impl Storage {
         }
         let needs_new = match self.segments.last() {
             None => true,
-            Some(s) => s.bytes + self.buffer.len() as u64 >= SEGMENT_BYTES_MAX,
+            Some(s) => s.bytes + self.buffer.len() as u64 >= self.segment_bytes_max,
         };
         if needs_new {
             self.flush_buffer()?;
@@ -490,6 +500,56 @@ mod tests {
         let (_, r) = Storage::open(dir.path(), false, false).unwrap();
         assert_eq!(r.records.len(), 4);
         assert_eq!(r.meta, Meta { term: 4, voted_for: Some(2) });
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut segs: Vec<PathBuf> = fs::read_dir(dir.join("log")).unwrap().map(|e| e.unwrap().path()).collect();
+        segs.sort();
+        segs
+    }
+
+    #[test]
+    fn segments_roll_over_and_truncation_crosses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path(), false, false).unwrap();
+        s.set_segment_bytes_max(1024);
+        for i in 1..=40 {
+            s.append(&[rec(i)]).unwrap();
+        }
+        s.sync().unwrap();
+        let segs = segment_files(dir.path());
+        assert!(segs.len() >= 4, "40 records of ~100 bytes in 1 KiB segments: {segs:?}");
+        assert!(segs[0].ends_with(segment_name(1)));
+        drop(s);
+        let (mut s, r) = Storage::open(dir.path(), false, false).unwrap();
+        assert_eq!(r.records, (1..=40).map(rec).collect::<Vec<_>>());
+        s.set_segment_bytes_max(1024);
+        // Cut back into the first segment: later segment files go away.
+        s.truncate_after(5).unwrap();
+        s.append(&[rec(6), rec(7)]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(segment_files(dir.path()).len(), 1);
+        drop(s);
+        let (_, r) = Storage::open(dir.path(), false, false).unwrap();
+        assert_eq!(r.records, (1..=7).map(rec).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn damage_at_the_end_of_an_earlier_segment_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path(), false, false).unwrap();
+        s.set_segment_bytes_max(1024);
+        for i in 1..=30 {
+            s.append(&[rec(i)]).unwrap();
+        }
+        s.sync().unwrap();
+        drop(s);
+        let first = segment_files(dir.path()).remove(0);
+        let len = fs::metadata(&first).unwrap().len();
+        // A cut tail is only legal in the last segment.
+        OpenOptions::new().write(true).open(&first).unwrap().set_len(len - 5).unwrap();
+        let err = Storage::open(dir.path(), false, false).err().expect("corruption");
+        assert!(matches!(&err, StorageError::Corrupt { file, .. } if *file == first), "{err}");
     }
 
     #[test]
