@@ -1,6 +1,8 @@
 //! `jetsam run` and `jetsam suite` end to end with the reference node: the
 //! shipped CI suite matches its expectations (strong + always passes under
-//! kill and pause; the ack-before-write bug fails), the run folder holds the
+//! kill and pause, and under coordinated power loss and partitions; the
+//! ack-before-write bug fails under kill; lazy fsync fails under power
+//! loss), the run folder holds the
 //! contract files, the same seed replays the same fault schedule, and a
 //! SIGKILLed controller leaves no node process behind.
 //!
@@ -60,7 +62,7 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert_eq!(result.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&result.stderr));
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("tests=\"2\" failures=\"0\" errors=\"0\""), "{xml}");
+    assert!(xml.contains("tests=\"4\" failures=\"0\" errors=\"0\""), "{xml}");
 
     // Passing run: nothing lost, every contract file present, data removed.
     let pass = run_folder(out.path(), "ci-kill-pause-strong");
@@ -98,6 +100,26 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     assert!(r.lost > 0 && !r.loss_windows.is_empty(), "{:?}", r.reasons);
     assert!(fail.join("data/n1").is_dir(), "data dirs are kept after a fail");
     assert!(stdout.contains("ci-ack-before-write-kill") && stdout.contains("expected fail"), "{stdout}");
+
+    // Power loss and partitions: injected, healed, recorded, nothing lost with strong + always.
+    let pl = run_folder(out.path(), "ci-power-loss-partition-strong");
+    let r = report(&pl);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reasons);
+    let ev = events(&pl);
+    let count = |k| ev.iter().filter(|e| e.kind == k).count();
+    assert!(count(EventKind::PowerLoss) >= 3, "a coordinated power loss hits all three nodes: {ev:?}");
+    assert!(count(EventKind::Partition) >= 2 && count(EventKind::Partition) == count(EventKind::Heal), "{ev:?}");
+    for e in ev.iter().filter(|e| e.kind == EventKind::PowerLoss) {
+        assert!(e.details.contains_key("bytes_discarded") && e.details.contains_key("files"), "{e:?}");
+    }
+    for e in ev.iter().filter(|e| e.kind == EventKind::Partition) {
+        assert_eq!(e.details["shape"], "isolate-one", "{e:?}");
+    }
+    // Lazy fsync loses acknowledged writes on power loss.
+    let lazy = run_folder(out.path(), "ci-power-loss-lazy-sync");
+    let r = report(&lazy);
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(r.lost > 0, "{:?}", r.reasons);
 }
 
 /// (kind, nodes, fault line, planned time) of each event: what a seed fixes.
@@ -196,11 +218,21 @@ impl Drop for Controller {
 
 #[test]
 fn a_sigkilled_controller_leaves_no_node_behind() {
+    sigkill_controller("kill-pause-strong.toml", 3);
+}
+
+#[test]
+fn a_sigkilled_controller_leaves_no_traced_node_or_tracer_behind() {
+    // Under jetsam-tracer each node is three processes: the spawned one, the tracer, the node.
+    sigkill_controller("power-loss-partition-strong.toml", 9);
+}
+
+fn sigkill_controller(scenario: &str, processes: usize) {
     let out = tempfile::tempdir().unwrap();
     let mut controller = Controller(
         jetsam()
             .arg("run")
-            .arg(repo().join("scenarios/ci/kill-pause-strong.toml"))
+            .arg(repo().join("scenarios/ci").join(scenario))
             .args(["--seed", "3", "--duration", "60s", "--out"])
             .arg(out.path().join("run"))
             .stdout(Stdio::null())
@@ -214,7 +246,7 @@ fn a_sigkilled_controller_leaves_no_node_behind() {
     let nodes = loop {
         let kids = descendants(pid);
         let history = std::fs::metadata(out.path().join("run/history.jsonl")).map(|m| m.len()).unwrap_or(0);
-        if kids.len() >= 3 && history > 0 {
+        if kids.len() >= processes && history > 0 {
             break kids;
         }
         assert!(Instant::now() < deadline, "no running cluster after 30s: children {kids:?}");
