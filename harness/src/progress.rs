@@ -85,7 +85,7 @@ impl Progress {
                 let c = counters.snapshot();
                 let elapsed = load_start.elapsed().min(duration);
                 let text = format!(
-                    "{:.0}s/{:.0}s acked {} info {} failed {} faults {}",
+                    "{:.1}s/{:.0}s acked {} info {} failed {} faults {}",
                     elapsed.as_secs_f64(),
                     duration.as_secs_f64(),
                     c.acked,
