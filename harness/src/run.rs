@@ -104,6 +104,10 @@ pub enum RunError {
     TargetUnavailable { kind: String },
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(
+        "failed to start the cluster: node {node} exited before the cluster was ready; see nodes/{node}.log in the run folder"
+    )]
+    NodeExited { node: String },
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error(transparent)]
@@ -324,7 +328,7 @@ async fn phases(
     progress.phase("start", &format!("starting {} nodes", scenario.nodes));
     let t = Instant::now();
     cluster.start_all()?;
-    target.wait_ready(cluster.specs(), READY_TIMEOUT).await?;
+    wait_ready(&mut cluster, target, &events).await?;
     target.create_stream(scenario, cluster.specs(), CREATE_TIMEOUT).await?;
     progress.phase("start", &format!("cluster ready and stream created in {}ms", t.elapsed().as_millis()));
 
@@ -417,6 +421,29 @@ async fn phases(
     report.latency = workload.latency();
     crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
     Ok(report)
+}
+
+/// Waits (bounded by [`READY_TIMEOUT`]) for the target to be ready, and
+/// gives up at once when a node process exits during the wait (a binary that
+/// fails at start would otherwise cost the whole timeout).
+async fn wait_ready(cluster: &mut Cluster, target: &dyn Target, events: &EventLog) -> Result<(), RunError> {
+    let specs = cluster.specs().to_vec();
+    let ready = target.wait_ready(&specs, READY_TIMEOUT);
+    tokio::pin!(ready);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            result = &mut ready => return Ok(result?),
+            _ = poll.tick() => {
+                for name in cluster.names() {
+                    cluster.check_alive(&name, events)?;
+                    if cluster.state(&name) == jetsam_faults::process::ProcState::Stopped {
+                        return Err(RunError::NodeExited { node: name });
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Reads with the bound [`READ_TIMEOUT`]; a timeout becomes the unreadable reason.

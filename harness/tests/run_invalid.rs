@@ -144,3 +144,38 @@ fn a_missing_scenario_file_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("failed to read scenario /nonexistent/x.toml"));
 }
+
+/// Environment errors exit 4 and say what to do.
+fn run_env(bin: &str) -> (i32, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("good.toml");
+    std::fs::write(&file, GOOD).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jetsam"))
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("CI", "1")
+        .env("JETSAM_NODE_BIN", bin)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned(), dir)
+}
+
+#[test]
+fn a_missing_node_binary_exits_4() {
+    let (code, stderr, _dir) = run_env("/nonexistent/jetsam-node");
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("jetsam-node binary") && stderr.contains("cargo build"), "{stderr}");
+}
+
+#[test]
+fn a_node_that_dies_at_start_exits_4_without_waiting_out_the_ready_timeout() {
+    let started = std::time::Instant::now();
+    let (code, stderr, dir) = run_env("/bin/false");
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("exited before the cluster was ready"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "gave up only after {:?}", started.elapsed());
+    // The run folder stays for inspection, with the node's log.
+    assert!(dir.path().join("out/nodes").is_dir());
+}
