@@ -51,6 +51,9 @@ pub enum RequestBody {
         stream: String,
         from_seq: u64,
         max: u32,
+        /// Leave payloads out of the answer (empty); read-back needs only seq and id.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ids_only: bool,
     },
     /// Read what this node itself stores, from `from_seq` on, whatever its
     /// role or quorum (read-back after recovery).
@@ -58,6 +61,9 @@ pub enum RequestBody {
         stream: String,
         from_seq: u64,
         max: u32,
+        /// Leave payloads out of the answer (empty); read-back needs only seq and id.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ids_only: bool,
     },
     Status,
 }

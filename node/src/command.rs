@@ -135,8 +135,10 @@ impl LogState {
         self.configs.truncate(keep);
     }
 
-    /// Messages from `from_seq` through `last_seq` (inclusive), at most `max`.
-    pub fn messages(&self, from_seq: u64, last_seq: u64, max: usize) -> Vec<StoredMessage> {
+    /// Messages from `from_seq` through `last_seq` (inclusive), at most
+    /// `max`; with `ids_only` their payloads are left empty.
+    pub fn messages(&self, from_seq: u64, last_seq: u64, max: usize, ids_only: bool) -> Vec<StoredMessage> {
+        let payload_of = |p: &Vec<u8>| if ids_only { Vec::new() } else { p.clone() };
         let mut out = Vec::new();
         let mut seq = from_seq.max(1);
         while seq <= last_seq && out.len() < max {
@@ -146,11 +148,11 @@ impl LogState {
             let sub = (seq - slot.first_seq) as usize;
             match cmd {
                 Command::Publish { id, payload } => {
-                    out.push(StoredMessage { seq, id: id.clone(), payload: payload.clone() })
+                    out.push(StoredMessage { seq, id: id.clone(), payload: payload_of(payload) })
                 }
                 Command::Batch { messages } => {
                     let m = &messages[sub];
-                    out.push(StoredMessage { seq, id: m.id.clone(), payload: m.payload.clone() })
+                    out.push(StoredMessage { seq, id: m.id.clone(), payload: payload_of(&m.payload) })
                 }
                 _ => unreachable!("only publishes hold sequences"),
             }
@@ -196,10 +198,11 @@ mod tests {
         assert_eq!(log.seqs_at(2), (1, 0), "a publish before the stream exists is a no-op");
         assert_eq!(log.last_seq(), 4);
         assert_eq!(log.seqs_at(5), (2, 2));
-        let ids: Vec<_> = log.messages(1, 4, 10).into_iter().map(|m| (m.seq, m.id)).collect();
+        let ids: Vec<_> = log.messages(1, 4, 10, false).into_iter().map(|m| (m.seq, m.id)).collect();
         assert_eq!(ids, vec![(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "d".into())]);
         assert_eq!(log.last_seq_at(4), 1);
-        assert_eq!(log.messages(2, 4, 1).len(), 1);
+        assert_eq!(log.messages(2, 4, 1, false).len(), 1);
+        assert!(log.messages(1, 4, 10, true).iter().all(|m| m.payload.is_empty()));
         log.truncate_after(4);
         assert_eq!(log.last_seq(), 1);
         log.truncate_after(2);

@@ -388,16 +388,16 @@ impl Core {
                 };
                 reply.send(ResponseBody::Status { status });
             }
-            RequestBody::ReadLocal { stream, from_seq, max } => {
+            RequestBody::ReadLocal { stream, from_seq, max, ids_only } => {
                 if self.log.config().is_some_and(|c| c.name != stream) {
                     return reply.error(ErrorCode::NoStream, format!("no stream {stream:?} here"), true, None);
                 }
                 let last = self.log.last_seq();
-                let messages = self.log.messages(from_seq, last, max.clamp(1, READ_MAX) as usize);
+                let messages = self.log.messages(from_seq, last, max.clamp(1, READ_MAX) as usize, ids_only);
                 let more = messages.last().is_some_and(|m| m.seq < last);
                 reply.send(ResponseBody::Messages { messages, more });
             }
-            RequestBody::ReadCluster { stream, from_seq, max } => {
+            RequestBody::ReadCluster { stream, from_seq, max, ids_only } => {
                 if !is_leader {
                     return self.not_leader(reply);
                 }
@@ -407,7 +407,7 @@ impl Core {
                     _ => return reply.error(ErrorCode::NoStream, format!("no stream {stream:?}"), true, None),
                 }
                 let last = self.log.last_seq_at(commit);
-                let messages = self.log.messages(from_seq, last, max.clamp(1, READ_MAX) as usize);
+                let messages = self.log.messages(from_seq, last, max.clamp(1, READ_MAX) as usize, ids_only);
                 let more = messages.last().is_some_and(|m| m.seq < last);
                 reply.send(ResponseBody::Messages { messages, more });
             }

@@ -78,6 +78,31 @@ fn replicated_stream_rules() {
         }
         let publish = RequestBody::Publish { stream: "s".into(), id: "p-1".into(), payload: vec![1] };
         assert_eq!(client.request(publish, REQ).await.unwrap(), ResponseBody::PubAck { seq: 4 });
+        // Reads carry payloads unless asked for ids only.
+        let read = |ids_only| RequestBody::ReadLocal { stream: "s".into(), from_seq: 2, max: 10, ids_only };
+        match client.request(read(false), REQ).await.unwrap() {
+            ResponseBody::Messages { messages, more } => {
+                assert!(!more);
+                let got: Vec<_> = messages.iter().map(|m| (m.seq, m.id.as_str(), m.payload.clone())).collect();
+                assert_eq!(got, vec![(2, "b-1", vec![1]), (3, "b-2", vec![2]), (4, "p-1", vec![1])]);
+            }
+            other => panic!("expected messages, got {other:?}"),
+        }
+        match client.request(read(true), REQ).await.unwrap() {
+            ResponseBody::Messages { messages, .. } => {
+                assert_eq!(messages.len(), 3);
+                assert!(messages.iter().all(|m| m.payload.is_empty()));
+            }
+            other => panic!("expected messages, got {other:?}"),
+        }
+        let page = RequestBody::ReadCluster { stream: "s".into(), from_seq: 1, max: 2, ids_only: true };
+        match client.request(page, REQ).await.unwrap() {
+            ResponseBody::Messages { messages, more } => {
+                assert_eq!(messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2]);
+                assert!(more, "a short page says more follow");
+            }
+            other => panic!("expected messages, got {other:?}"),
+        }
         let wrong = RequestBody::Publish { stream: "other".into(), id: "p-2".into(), payload: vec![] };
         expect_error(client.request(wrong, REQ).await.unwrap(), ErrorCode::NoStream);
 

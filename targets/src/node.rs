@@ -228,13 +228,18 @@ impl Client {
 
     /// Reads all messages with `ReadLocal` (`local`) or `ReadCluster`, paging until `more == false`.
     pub async fn read_all(&self, stream: &str, local: bool) -> Result<Vec<StoredMessage>, String> {
+        self.read_all_with(stream, local, false).await
+    }
+
+    /// [`Client::read_all`], optionally without payloads (`ids_only`: what read-back needs).
+    pub async fn read_all_with(&self, stream: &str, local: bool, ids_only: bool) -> Result<Vec<StoredMessage>, String> {
         let mut out: Vec<StoredMessage> = Vec::new();
         let mut from_seq = 1;
         for _ in 0..READ_PAGES_MAX {
             let body = if local {
-                RequestBody::ReadLocal { stream: stream.to_string(), from_seq, max: READ_PAGE }
+                RequestBody::ReadLocal { stream: stream.to_string(), from_seq, max: READ_PAGE, ids_only }
             } else {
-                RequestBody::ReadCluster { stream: stream.to_string(), from_seq, max: READ_PAGE }
+                RequestBody::ReadCluster { stream: stream.to_string(), from_seq, max: READ_PAGE, ids_only }
             };
             match self.request(body, READ_TIMEOUT).await {
                 Ok(ResponseBody::Messages { messages, more }) => {
@@ -641,7 +646,7 @@ impl Target for NodeTarget {
     ) -> BoxFuture<'a, Result<Vec<RecoveredMsg>, String>> {
         Box::pin(async move {
             let client = Client::connect(node.client_addr, CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
-            let msgs = client.read_all(&stream_name(scenario), true).await?;
+            let msgs = client.read_all_with(&stream_name(scenario), true, true).await?;
             Ok(msgs.into_iter().map(|m| RecoveredMsg { seq: m.seq, id: m.id }).collect())
         })
     }
@@ -657,7 +662,7 @@ impl Target for NodeTarget {
                 let leader = leader_of(&s).ok_or_else(|| format!("no leader to read through ({})", describe(&s)))?;
                 let addr = nodes.iter().find(|n| n.name == leader).expect("leader is a node").client_addr;
                 let client = Client::connect(addr, CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
-                let msgs = client.read_all(&stream_name(scenario), false).await?;
+                let msgs = client.read_all_with(&stream_name(scenario), false, true).await?;
                 Ok(msgs.into_iter().map(|m| RecoveredMsg { seq: m.seq, id: m.id }).collect())
             }
             .await;
