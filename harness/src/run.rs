@@ -7,9 +7,10 @@
 //! code (0 pass, 1 fail, 3 unknown; 2 bad input; 4 environment).
 //!
 //! The run folder is `results/<scenario>/<UTC time>-<seed>/` or `--out`.
-//! Node data dirs live in it (`data/<node>`) and are removed after a run
-//! that passes unless `--keep-data`; after a fail, unknown or harness error
-//! they are kept for inspection.
+//! Node data dirs live in it (`data/<node>`, and the power-loss tracer's
+//! `state/<node>`) and are removed after a run that passes unless
+//! `--keep-data`; after a fail, unknown or harness error they are kept for
+//! inspection.
 //!
 //! This module sequences phases; the pieces live in `scenario`, `schedule`,
 //! `cluster`, `nemesis`, `events`, `progress` and the workloads crate.
@@ -302,9 +303,14 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     println!("run folder: {}", run_dir.display());
     println!("replay: {replay}");
     if report.verdict == Verdict::Pass && !options.keep_data {
-        let data = run_dir.join("data");
-        if let Err(e) = std::fs::remove_dir_all(&data) {
-            eprintln!("warning: could not remove {}: {e}", data.display());
+        // The nodes' files and the tracer's undo logs: large, and only needed to investigate a failure.
+        for leaf in ["data", "state"] {
+            let dir = run_dir.join(leaf);
+            if dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(&dir)
+            {
+                eprintln!("warning: could not remove {}: {e}", dir.display());
+            }
         }
     }
     outcome.exit_code = report.verdict.exit_code();
@@ -329,7 +335,8 @@ async fn phases(
     let t = Instant::now();
     cluster.start_all()?;
     wait_ready(&mut cluster, target, &events).await?;
-    target.create_stream(scenario, cluster.specs(), CREATE_TIMEOUT).await?;
+    bounded(target.create_stream(scenario, cluster.specs(), CREATE_TIMEOUT), CREATE_TIMEOUT, "create the stream")
+        .await?;
     progress.phase("start", &format!("cluster ready and stream created in {}ms", t.elapsed().as_millis()));
 
     let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
@@ -379,7 +386,8 @@ async fn phases(
 
     progress.phase("heal", "healing every node and waiting for convergence");
     cluster.heal_all(&events)?;
-    if let Err(e) = target.wait_converged(scenario, cluster.specs(), CONVERGE_TIMEOUT).await {
+    let converged = target.wait_converged(scenario, cluster.specs(), CONVERGE_TIMEOUT);
+    if let Err(e) = bounded(converged, CONVERGE_TIMEOUT, "wait for the replicas to converge").await {
         // Not fatal: read-back still runs and the checker judges what is there.
         progress.line(&format!("warning: {e}"));
     }
@@ -423,12 +431,32 @@ async fn phases(
     Ok(report)
 }
 
+/// Slack the controller allows a target call beyond the limit it was given.
+const TARGET_SLACK: Duration = Duration::from_secs(5);
+
+/// A target call that was given `limit`, cut off at `limit` plus
+/// [`TARGET_SLACK`] should the target not keep its own bound.
+async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, TargetError>>,
+    limit: Duration,
+    action: &str,
+) -> Result<T, TargetError> {
+    let waited = limit + TARGET_SLACK;
+    tokio::time::timeout(waited, call).await.unwrap_or_else(|_| {
+        Err(TargetError::Timeout {
+            action: action.to_string(),
+            waited,
+            detail: "the target did not keep its own time limit".into(),
+        })
+    })
+}
+
 /// Waits (bounded by [`READY_TIMEOUT`]) for the target to be ready, and
 /// gives up at once when a node process exits during the wait (a binary that
 /// fails at start would otherwise cost the whole timeout).
 async fn wait_ready(cluster: &mut Cluster, target: &dyn Target, events: &EventLog) -> Result<(), RunError> {
     let specs = cluster.specs().to_vec();
-    let ready = target.wait_ready(&specs, READY_TIMEOUT);
+    let ready = bounded(target.wait_ready(&specs, READY_TIMEOUT), READY_TIMEOUT, "wait for the cluster to be ready");
     tokio::pin!(ready);
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     loop {
