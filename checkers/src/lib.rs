@@ -14,6 +14,7 @@
 pub mod config;
 pub mod data;
 pub mod divergence;
+pub mod history_reader;
 pub mod integrity;
 pub mod load;
 pub mod lost;

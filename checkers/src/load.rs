@@ -13,10 +13,9 @@
 //! about. Node read-backs are parsed in parallel (one thread per core).
 
 use crate::config::{CheckConfig, ConfigError, Overrides};
-use crate::data::{History, HistoryBuilder, Recovered, RecoveredBuilder};
+use crate::data::{History, Recovered, RecoveredBuilder};
 use crate::{NodeInput, RunInput};
 use jetsam_core::event::{Event, EventValidator};
-use jetsam_core::history::OpRef;
 use jetsam_core::jsonl::{LoadError, for_each_raw_line};
 use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX};
 use jetsam_core::scenario::{Scenario, ScenarioError};
@@ -76,11 +75,20 @@ fn json_error(e: serde_json::Error) -> String {
     }
 }
 
-/// Streams `history.jsonl` into a [`History`].
+/// Reads `history.jsonl` into a [`History`], parsing on every core (see
+/// [`crate::history_reader`]); same result and errors as reading it line by
+/// line.
 pub fn load_history(path: &Path) -> Result<History, LoadError> {
-    let mut builder = HistoryBuilder::new();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::history_reader::read_history(path, threads, crate::history_reader::BLOCK_BYTES, json_error)
+}
+
+/// The line-by-line reading [`load_history`] must agree with.
+#[cfg(test)]
+fn load_history_sequential(path: &Path) -> Result<History, LoadError> {
+    let mut builder = crate::data::HistoryBuilder::new();
     for_each_raw_line(path, |raw, _| {
-        let op: OpRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
+        let op: jetsam_core::history::OpRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
         builder.push(&op)
     })?;
     Ok(builder.finish())
@@ -223,4 +231,69 @@ fn read_parallel(files: &[(String, PathBuf)], history: &History) -> Result<BTree
         out.insert(name.clone(), r.expect("every file was loaded")?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(
+        r: Result<History, LoadError>,
+    ) -> Result<(usize, Vec<crate::data::Ack>, Vec<crate::data::Outcome>), String> {
+        r.map(|h| (h.len(), h.acks().to_vec(), (0..h.len() as u32).map(|op| h.outcome(op)).collect()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn block_reading_agrees_with_line_reading() {
+        let good = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pass-strong/history.jsonl"),
+        )
+        .unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        let mut variants: Vec<Vec<u8>> = vec![
+            good.clone().into_bytes(),
+            good.trim_end().as_bytes().to_vec(),
+            good.as_bytes()[..good.len() - 7].to_vec(),
+            good.replace('\n', "\r\n").into_bytes(),
+            format!("{good}\n").into_bytes(),
+            Vec::new(),
+        ];
+        for bad_line in [0, 3, 9, lines.len() - 1] {
+            for bad in ["{oops", "", r#"{"t_ns":0,"client":0,"type":"ok","id":"0-0"}"#] {
+                let mut l = lines.clone();
+                l[bad_line] = bad;
+                variants.push((l.join("\n") + "\n").into_bytes());
+            }
+            let mut bytes = lines[..bad_line].join("\n").into_bytes();
+            bytes.extend_from_slice(b"\n\xff\n");
+            variants.push(bytes);
+        }
+        // A validation error early and a parse error late: the early one is named.
+        let mut l = lines.clone();
+        l[1] = r#"{"t_ns":0,"client":0,"type":"fail","id":"0-0"}"#;
+        variants.push((l.join("\n") + "\n{cut").into_bytes());
+        // A long history whose second line is bad: the readers stop early
+        // (blocks in flight stay bounded) instead of reading on or hanging.
+        let mut long = String::from(lines[0]);
+        long.push_str("\n{\"t_ns\":0}\n");
+        for i in 1..5000u64 {
+            long.push_str(&format!("{{\"t_ns\":{i},\"client\":9,\"type\":\"invoke\",\"id\":\"9-{i}\"}}\n"));
+        }
+        variants.push(long.into_bytes());
+        let dir = std::env::temp_dir().join(format!("jetsam-history-reader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (v, bytes) in variants.iter().enumerate() {
+            let path = dir.join(format!("{v}.jsonl"));
+            std::fs::write(&path, bytes).unwrap();
+            let want = outcome(load_history_sequential(&path));
+            for threads in 1..=3 {
+                for block in [1, 7, 64, 300, 1 << 20] {
+                    let got = outcome(crate::history_reader::read_history(&path, threads, block, json_error));
+                    assert_eq!(got, want, "variant {v}, {threads} threads, {block}-byte blocks");
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
