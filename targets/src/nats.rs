@@ -55,6 +55,8 @@ const CREATE_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// on loopback), so long runs get proportionally longer.
 const READ_CLUSTER_BASE_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_CLUSTER_PER_MESSAGE_TIMEOUT: Duration = Duration::from_micros(100);
+/// Bound on the wait for a stream leader before the cluster read.
+const READ_CLUSTER_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on the wait for the next message of the ordered consumer.
 const READ_CLUSTER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pending acks per publishing client before `publish` waits for one.
@@ -526,14 +528,22 @@ impl NatsTarget {
         loop {
             let counts = jsz_counts(nodes).await;
             let first = counts.values().next().copied();
-            if counts.len() == replicas && counts.values().all(|c| Some(*c) == first) {
+            let same = counts.len() == replicas && counts.values().all(|c| Some(*c) == first);
+            // Equal counts without a leader would send the cluster read into
+            // API requests that nobody answers until an election.
+            let leader = if same { self.leader_inner(nodes).await } else { None };
+            if same && matches!(leader, Some((_, true))) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(TargetError::Timeout {
-                    action: format!("wait for all {replicas} replicas of {STREAM_NAME} to hold the same messages"),
+                    action: format!(
+                        "wait for all {replicas} replicas of {STREAM_NAME} to hold the same messages under a leader that sees them current"
+                    ),
                     waited: timeout,
-                    detail: format!("per-node (messages, first_seq, last_seq) from /jsz: {counts:?}"),
+                    detail: format!(
+                        "per-node (messages, first_seq, last_seq) from /jsz: {counts:?}; leader (name, replicas current): {leader:?}"
+                    ),
                 });
             }
             tokio::time::sleep(POLL_INTERVAL).await;
@@ -542,6 +552,16 @@ impl NatsTarget {
 
     async fn read_cluster_inner(&self, nodes: &[NodeSpec]) -> Result<Vec<RecoveredMsg>, String> {
         let mut errors = Vec::new();
+        // Stream API requests go to the leader and wait out their timeout
+        // while there is none: wait (bounded) for one first.
+        let deadline = Instant::now() + READ_CLUSTER_LEADER_TIMEOUT;
+        while self.leader_inner(nodes).await.is_none() {
+            if Instant::now() >= deadline {
+                errors.push(format!("no stream leader within {READ_CLUSTER_LEADER_TIMEOUT:?}"));
+                break;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
         for node in nodes {
             match read_through(node).await {
                 Ok(msgs) => return Ok(msgs),

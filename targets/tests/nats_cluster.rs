@@ -84,20 +84,38 @@ impl Cluster {
         let mut cluster = Cluster { specs: Vec::new(), children: BTreeMap::new(), _dir: dir };
         for spec in &specs {
             std::fs::create_dir_all(&spec.data_dir).unwrap();
-            let command = target.command(scenario, spec).unwrap();
-            let log = std::fs::File::create(spec.conf_dir.join(format!("{}.log", spec.name))).unwrap();
-            let child = Command::new(&command.program)
-                .args(&command.args)
-                .envs(&command.env)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            cluster.children.insert(spec.name.clone(), child);
+            cluster.spawn(target, scenario, spec);
         }
         cluster.specs = specs;
         cluster
+    }
+
+    /// Starts (or restarts) one node, appending to its log.
+    fn spawn(&mut self, target: &NatsTarget, scenario: &Scenario, spec: &NodeSpec) {
+        let command = target.command(scenario, spec).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spec.conf_dir.join(format!("{}.log", spec.name)))
+            .unwrap();
+        let child = Command::new(&command.program)
+            .args(&command.args)
+            .envs(&command.env)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        if let Some(mut old) = self.children.insert(spec.name.clone(), child) {
+            assert!(old.try_wait().unwrap().is_some(), "{} restarted while still running", spec.name);
+        }
+    }
+
+    /// SIGKILLs one node and reaps it.
+    fn kill(&mut self, name: &str) {
+        let child = self.children.get_mut(name).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Starts the cluster and waits until it is ready. Ports come from
@@ -354,4 +372,82 @@ fn nats_find_server_reports_the_install_command() {
     assert!(err.contains("install-nats.sh 0.0.1"), "{err}");
     let err = nats::find_nats_server(VERSION, Some(Path::new("/nonexistent/nats-server"))).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/nats-server is not a file"), "{err}");
+}
+
+#[test]
+fn nats_leader_kill_and_restart_keeps_every_ack_on_every_replica() {
+    let Some(server) = server_or_skip("nats_leader_kill_and_restart_keeps_every_ack_on_every_replica", VERSION) else {
+        return;
+    };
+    let mut scenario = scenario(3, 3, "sync = \"always\"");
+    scenario.workload.timeout = Duration::from_secs(2);
+    let target = Arc::new(NatsTarget::new(server));
+    let rt = runtime();
+    let mut cluster = Cluster::start_ready(&target, &scenario, &rt);
+    let specs = cluster.specs.clone();
+    let (publishers, leader) = rt.block_on(async {
+        target.create_stream(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
+        let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+        for client in 0..3u32 {
+            publishers.push(Arc::from(target.publisher(&scenario, &specs, client).await.unwrap()));
+        }
+        (publishers, target.leader(&specs).await.unwrap())
+    });
+    let mut acks: BTreeMap<u64, String> = BTreeMap::new();
+    let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut counter = 0u64;
+    let mut publish_round = |acks: &mut BTreeMap<u64, String>, outcomes: &mut BTreeMap<&'static str, usize>| {
+        let results = rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (client, publisher) in publishers.iter().enumerate() {
+                for _ in 0..20 {
+                    let id = format!("{client}-{counter}");
+                    counter += 1;
+                    let publisher = Arc::clone(publisher);
+                    tasks.spawn(async move { (id.clone(), publisher.publish(id, b"p".to_vec()).await) });
+                }
+            }
+            tasks.join_all().await
+        });
+        for (id, outcome) in results {
+            match outcome {
+                PublishOutcome::Ok { seq, .. } => {
+                    assert!(acks.insert(seq, id).is_none(), "one sequence acknowledged twice");
+                    *outcomes.entry("ok").or_default() += 1;
+                }
+                PublishOutcome::Fail { .. } => *outcomes.entry("fail").or_default() += 1,
+                PublishOutcome::Info { .. } => *outcomes.entry("info").or_default() += 1,
+            }
+        }
+    };
+    publish_round(&mut acks, &mut outcomes);
+    assert_eq!(outcomes.get("ok"), Some(&60), "a healthy cluster acks everything: {outcomes:?}");
+    cluster.kill(&leader);
+    // While the stream elects a new leader, publishes fail or time out; some may still be acked.
+    for _ in 0..3 {
+        publish_round(&mut acks, &mut outcomes);
+    }
+    let spec = specs.iter().find(|s| s.name == leader).unwrap().clone();
+    cluster.spawn(&target, &scenario, &spec);
+    let started = Instant::now();
+    let (cluster_view, read_s) = rt.block_on(async {
+        target.wait_ready(&specs, Duration::from_secs(30)).await.unwrap();
+        target.wait_converged(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
+        let converged_s = started.elapsed().as_secs_f64();
+        let read_started = Instant::now();
+        let view = target.read_cluster(&scenario, &specs).await.unwrap().unwrap();
+        eprintln!("restarted {leader}: ready and converged in {converged_s:.2} s");
+        (view, read_started.elapsed().as_secs_f64())
+    });
+    eprintln!("outcomes {outcomes:?}; cluster view of {} messages read in {read_s:.2} s", cluster_view.len());
+    let view: BTreeMap<u64, String> = cluster_view.into_iter().map(|m| (m.seq, m.id)).collect();
+    for (seq, id) in &acks {
+        assert_eq!(view.get(seq), Some(id), "acked {id} at {seq} is in the cluster view");
+    }
+    cluster.stop_cleanly();
+    for spec in &specs {
+        let held: BTreeMap<u64, String> =
+            rt.block_on(target.read_node(&scenario, spec)).unwrap().into_iter().map(|m| (m.seq, m.id)).collect();
+        assert_eq!(held, view, "{} holds exactly the cluster view", spec.name);
+    }
 }
