@@ -86,6 +86,8 @@ pub struct Cluster {
     /// Per node: the tracer's state dir when traced.
     state_dirs: BTreeMap<String, PathBuf>,
     proxies: Option<LinkProxies>,
+    /// Per node: how it last died on its own, while it stays down.
+    own_exits: BTreeMap<String, String>,
 }
 
 /// Reserves `count` distinct free loopback ports: all listeners are held
@@ -182,7 +184,7 @@ impl Cluster {
             };
             procs.push(NodeProcess::new(spec.name.clone(), launch));
         }
-        Ok(Cluster { specs, procs, state_dirs, proxies })
+        Ok(Cluster { specs, procs, state_dirs, proxies, own_exits: BTreeMap::new() })
     }
 
     pub fn specs(&self) -> &[NodeSpec] {
@@ -228,6 +230,7 @@ impl Cluster {
     /// Restarts one stopped node and records `restart`.
     pub fn restart(&mut self, name: &str, events: &EventLog, details: Details) -> Result<(), ClusterError> {
         let pid = self.proc_mut(name).start()?;
+        self.own_exits.remove(name);
         let mut details = details;
         details.push(("pid", pid.into()));
         events.record(EventKind::Restart, vec![name.to_string()], details)?;
@@ -418,13 +421,21 @@ impl Cluster {
         }
     }
 
+    /// How a node that is down died on its own (its exit status), if it did.
+    pub fn own_exit(&self, name: &str) -> Option<&str> {
+        self.own_exits.get(name).map(String::as_str)
+    }
+
     fn spec(&self, name: &str) -> &NodeSpec {
         self.specs.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("unknown node {name}"))
     }
 
     /// Records a node that died on its own as a `warning` (a finding about
     /// the system, not a harness error); the node is then stopped.
-    pub fn note_exit(&self, name: &str, events: &EventLog, error: &ProcessError) -> Result<(), ClusterError> {
+    pub fn note_exit(&mut self, name: &str, events: &EventLog, error: &ProcessError) -> Result<(), ClusterError> {
+        if let ProcessError::ExitedOnItsOwn { status, .. } = error {
+            self.own_exits.insert(name.to_string(), status.to_string());
+        }
         events.record(EventKind::Warning, vec![name.to_string()], [("message", error.to_string().into())])?;
         Ok(())
     }

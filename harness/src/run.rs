@@ -407,10 +407,23 @@ async fn phases(
     if target.read_back_mode() == ReadBack::AfterStop {
         stop_all(&mut cluster, progress);
     }
+    if target.read_back_mode() == ReadBack::Live {
+        // A node that died after the final heal cannot answer: say so in its reason.
+        for name in cluster.names() {
+            cluster.check_alive(&name, &events)?;
+        }
+    }
     for spec in cluster.specs() {
         match read_bounded(target.read_node(scenario, spec), &spec.name).await {
             Ok(msgs) => write_recovered(&recovered.join(format!("{}.jsonl", spec.name)), &msgs)?,
             Err(reason) => {
+                let reason = match cluster.own_exit(&spec.name) {
+                    Some(exit) => format!(
+                        "{} is down: it exited on its own ({exit}; see nodes/{}.log); {reason}",
+                        spec.name, spec.name
+                    ),
+                    None => reason,
+                };
                 progress.line(&format!("warning: {} unreadable: {reason}", spec.name));
                 write(&recovered.join(format!("{}{UNREADABLE_SUFFIX}", spec.name)), &format!("{reason}\n"))?;
             }
