@@ -14,7 +14,7 @@
 //! nothing), fsync:F, fdatasync:F,
 //! sync, rename:F:G, unlink:F, child:OP (run OP in a child jetsam-fsprobe and
 //! wait for it), sigurg:N (N SIGURGs to this process, handled),
-//! wait (print `waiting`, read a line from stdin), nullwrites:N (N 1-byte
+//! sleepms:N, wait (print `waiting`, read a line from stdin), nullwrites:N (N 1-byte
 //! writes to /dev/null), filewrites:F:N:LEN (N appending writes of LEN),
 //! tick:F:PORT (forever: every 5 ms pwrite a counter to F and send it by UDP
 //! to 127.0.0.1:PORT), hang (print `done` and sleep until killed).
@@ -161,6 +161,10 @@ fn run_op(dir: &Path, op: &str) -> io::Result<()> {
                     libc::kill(libc::getpid(), libc::SIGURG);
                 }
             }
+            Ok(())
+        }
+        "sleepms" => {
+            std::thread::sleep(Duration::from_millis(field(&parts, 1, op)));
             Ok(())
         }
         "wait" => {

@@ -324,21 +324,50 @@ fn tracing_process(
 
 struct Tracked {
     log: File,
+    /// Bytes in the log file (the next record's offset).
+    log_len: u64,
+    /// Which incarnation of this file's log (a new one after each drop or
+    /// rewrite), so a sync does not trim a log begun while it ran.
+    generation: u64,
+    /// Path relative to the data dir when tracking began.
+    rel: String,
     size_before: u64,
     pages: HashSet<u64>,
+    /// Syncs of this file running now, and what was re-dirtied since the
+    /// latest of them started.
+    syncs_in_flight: u32,
+    epoch: Option<SyncEpoch>,
     /// A read-only descriptor on the inode (opened through /proc, so renames
     /// do not matter) to copy pre-images from.
     reader: Option<File>,
 }
 
+/// Pages written while a sync of the file runs: the first such write to a
+/// page already in the log logs it again, with its content at that moment as
+/// the pre-image, so that when the sync succeeds and the log is trimmed to
+/// the records made while it ran, the page still counts as unsynced.
+struct SyncEpoch {
+    /// File size when the sync started (pre-images are cut there).
+    size: u64,
+    seen: HashSet<u64>,
+}
+
+/// A tracked file as a sync found it when it started: records appended to
+/// its log after `log_len` were made while the sync ran and stay unsynced.
 #[derive(Debug, Clone, Copy)]
+struct SyncSnapshot {
+    key: FileKey,
+    generation: u64,
+    log_len: u64,
+    /// File size when the sync started (None: unknown, no reader yet).
+    size: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
 enum Pending {
-    /// fsync/fdatasync of a tracked file: drop its log on success.
-    Fsync(FileKey),
-    /// sync(2): drop every log on success.
-    SyncAll,
-    /// syncfs(2): drop every log on this device on success.
-    SyncDev(u64),
+    /// fsync/fdatasync of one file, sync(2) or syncfs(2) of its file system:
+    /// on success each file's log is dropped up to its snapshot.
+    Sync(Vec<SyncSnapshot>),
     /// unlink/rename over the last link of a tracked file: drop its log on success.
     DropIfGone(FileKey),
     /// A write through an O_SYNC/O_DSYNC descriptor (or RWF_[D]SYNC) to a
@@ -375,6 +404,8 @@ struct Tracer {
     files: HashMap<FileKey, Tracked>,
     pending: HashMap<i32, Pending>,
     warned: HashSet<FileKey>,
+    /// Source of `Tracked::generation`.
+    generations: u64,
 }
 
 fn is_esrch(e: &nix::Error) -> bool {
@@ -395,8 +426,13 @@ impl Tracer {
                 log.key,
                 Tracked {
                     log: file,
+                    log_len: log.valid_len,
+                    generation: 0,
+                    rel: log.path.clone(),
                     size_before: log.size_before,
                     pages: log.pages.keys().copied().collect(),
+                    syncs_in_flight: 0,
+                    epoch: None,
                     reader: None,
                 },
             );
@@ -410,6 +446,7 @@ impl Tracer {
             files,
             pending: HashMap::new(),
             warned: HashSet::new(),
+            generations: 0,
         })
     }
 
@@ -504,19 +541,18 @@ impl Tracer {
         let pid = Pid::from_raw(tid);
         if let Some(p) = self.pending.remove(&tid) {
             let ret = ptrace::getregs(pid)?.rax as i64;
-            if ret >= 0 {
-                match p {
-                    Pending::Fsync(key) | Pending::DropIfGone(key) => self.drop_log(key),
-                    Pending::SyncAll => {
-                        let keys: Vec<FileKey> = self.files.keys().copied().collect();
-                        keys.into_iter().for_each(|k| self.drop_log(k));
+            match p {
+                Pending::Sync(snapshots) => {
+                    for snap in snapshots {
+                        self.end_sync(snap);
+                        if ret >= 0 {
+                            self.synced(snap);
+                        }
                     }
-                    Pending::SyncDev(dev) => {
-                        let keys: Vec<FileKey> = self.files.keys().copied().filter(|k| k.dev == dev).collect();
-                        keys.into_iter().for_each(|k| self.drop_log(k));
-                    }
-                    Pending::Durable { key, offset } => self.record_durable(key, offset, ret as u64),
                 }
+                Pending::DropIfGone(key) if ret >= 0 => self.drop_log(key),
+                Pending::Durable { key, offset } if ret > 0 => self.record_durable(key, offset, ret as u64),
+                Pending::DropIfGone(_) | Pending::Durable { .. } => {}
             }
         }
         ptrace::cont(pid, None)
@@ -629,7 +665,14 @@ impl Tracer {
                 if self.io_error().is_some_and(IoErrorMode::fails_sync) {
                     return Resume::Fail(libc::EIO);
                 }
-                if self.files.contains_key(&t.key) { Resume::Exit(Pending::Fsync(t.key)) } else { Resume::Cont }
+                if self.files.contains_key(&t.key) {
+                    let mut snap = self.snapshots(|k| k == t.key);
+                    // The descriptor's size is known even before the first write of this life.
+                    snap.iter_mut().for_each(|s| s.size = Some(t.size));
+                    self.begin_sync(snap)
+                } else {
+                    Resume::Cont
+                }
             }
             libc::SYS_syncfs => {
                 let Ok(meta) = fs::metadata(format!("/proc/{tid}/fd/{}", a[0] as i32)) else { return Resume::Cont };
@@ -637,7 +680,7 @@ impl Tracer {
                     return Resume::Fail(libc::EIO);
                 }
                 if self.files.keys().any(|k| k.dev == meta.dev()) {
-                    Resume::Exit(Pending::SyncDev(meta.dev()))
+                    self.begin_sync(self.snapshots(|k| k.dev == meta.dev()))
                 } else {
                     Resume::Cont
                 }
@@ -647,7 +690,7 @@ impl Tracer {
                     // sync(2) cannot fail: it returns 0 but persists nothing.
                     return Resume::Fail(0);
                 }
-                if self.files.is_empty() { Resume::Cont } else { Resume::Exit(Pending::SyncAll) }
+                if self.files.is_empty() { Resume::Cont } else { self.begin_sync(self.snapshots(|_| true)) }
             }
             libc::SYS_mmap => {
                 if let Some(t) = self.resolve_fd(tid, a[4] as i32)
@@ -765,8 +808,18 @@ impl Tracer {
             let log = undo::open_append(&path, 0)?;
             let mut buf = Vec::new();
             undo::encode_header(&mut buf, t.size, now_ns(), &t.rel);
-            let mut tracked = Tracked { log, size_before: t.size, pages: HashSet::new(), reader: None };
-            undo::append(&mut tracked.log, &buf)?;
+            let mut tracked = Tracked {
+                log,
+                log_len: 0,
+                generation: self.next_generation(),
+                rel: t.rel.clone(),
+                size_before: t.size,
+                pages: HashSet::new(),
+                syncs_in_flight: 0,
+                epoch: None,
+                reader: None,
+            };
+            tracked.append(&buf)?;
             self.files.insert(t.key, tracked);
         }
         let tracked = self.files.get_mut(&t.key).expect("inserted above");
@@ -785,11 +838,17 @@ impl Tracer {
         let mut short = Vec::new();
         let mut page = vec![0u8; PAGE_SIZE as usize];
         for idx in pages {
-            if tracked.pages.contains(&idx) {
+            let known = tracked.pages.contains(&idx);
+            let (record, synced_size) = match tracked.epoch.as_mut() {
+                // While a sync runs, a known page's first write is logged again.
+                Some(e) => (e.seen.insert(idx) || !known, if known { e.size } else { tracked.size_before }),
+                None => (!known, tracked.size_before),
+            };
+            if !record {
                 continue;
             }
             let start = idx * PAGE_SIZE;
-            let want = tracked.size_before.saturating_sub(start).min(PAGE_SIZE) as usize;
+            let want = synced_size.saturating_sub(start).min(PAGE_SIZE) as usize;
             let reader = tracked.reader.as_ref().expect("track opens the reader");
             let mut got = 0;
             while got < want {
@@ -800,17 +859,17 @@ impl Tracer {
                     Err(e) => return Err(e),
                 }
             }
-            if got < want {
+            if got < want && !known {
                 // The file is shorter than its synced size without a logged
                 // truncation (a racing call): the missing bytes read as zeros.
-                page[got..want].fill(0);
                 short.push(idx);
             }
+            page[got..want].fill(0);
             undo::encode_page(&mut buf, idx, now, &page[..want]);
             tracked.pages.insert(idx);
         }
         if !buf.is_empty() {
-            undo::append(&mut tracked.log, &buf)?;
+            tracked.append(&buf)?;
         }
         if !short.is_empty() {
             self.warn(&format!("pages {short:?} of {} were shorter than their synced size", t.rel));
@@ -858,10 +917,119 @@ impl Tracer {
         let result = reader.read_exact_at(&mut data, offset).and_then(|()| {
             let mut buf = Vec::new();
             undo::encode_patch(&mut buf, offset, &data);
-            undo::append(&mut tracked.log, &buf)
+            tracked.append(&buf)
         });
         if let Err(e) = result {
             eprintln!("jetsam-tracer: failed to record a durable write of {n} bytes at {offset}: {e}");
+        }
+    }
+
+    /// A sync of these files is about to run: start watching for re-dirtied pages.
+    fn begin_sync(&mut self, snaps: Vec<SyncSnapshot>) -> Resume {
+        for snap in &snaps {
+            if let Some(t) = self.files.get_mut(&snap.key) {
+                t.syncs_in_flight += 1;
+                t.epoch = Some(SyncEpoch { size: snap.size.unwrap_or(t.size_before), seen: HashSet::new() });
+            }
+        }
+        Resume::Exit(Pending::Sync(snaps))
+    }
+
+    /// A sync returned (either way): stop watching once none runs.
+    fn end_sync(&mut self, snap: SyncSnapshot) {
+        if let Some(t) = self.files.get_mut(&snap.key)
+            && t.generation == snap.generation
+        {
+            t.syncs_in_flight = t.syncs_in_flight.saturating_sub(1);
+            if t.syncs_in_flight == 0 {
+                t.epoch = None;
+            }
+        }
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+
+    /// Snapshots of the tracked files `which` selects, for a sync starting now.
+    fn snapshots(&self, which: impl Fn(FileKey) -> bool) -> Vec<SyncSnapshot> {
+        let mut out: Vec<SyncSnapshot> = self
+            .files
+            .iter()
+            .filter(|(k, _)| which(**k))
+            .map(|(k, t)| SyncSnapshot {
+                key: *k,
+                generation: t.generation,
+                log_len: t.log_len,
+                size: t.reader.as_ref().and_then(|r| r.metadata().ok()).map(|m| m.len()),
+            })
+            .collect();
+        out.sort_by_key(|s| s.key);
+        out
+    }
+
+    /// A sync that started at `snap` succeeded. Without records from while it
+    /// ran the log goes; otherwise the log is rewritten to hold only those
+    /// records, with the size at the sync's start as the new synced size (a
+    /// write racing a sync counts as unsynced: the worst case).
+    fn synced(&mut self, snap: SyncSnapshot) {
+        // Taken up front (the borrow of `files` below forbids it later);
+        // unused numbers are harmless.
+        let generation = self.next_generation();
+        let Some(tracked) = self.files.get(&snap.key) else { return };
+        if tracked.generation != snap.generation {
+            // The log was dropped and begun again while the sync ran: all of
+            // it is newer than the sync.
+            return;
+        }
+        if tracked.log_len == snap.log_len {
+            self.drop_log(snap.key);
+            return;
+        }
+        let Some(size) = snap.size else {
+            // Nothing known about the file at the sync's start: keep the whole log.
+            return;
+        };
+        let path = self.undo_dir.join(snap.key.log_name());
+        let tmp = self.undo_dir.join(format!("{}.tmp", snap.key.log_name()));
+        let result = (|| -> io::Result<Tracked> {
+            let bytes = fs::read(&path)?;
+            let tail = bytes.get(snap.log_len as usize..tracked.log_len as usize).ok_or_else(|| {
+                io::Error::other(format!("log is {} bytes, expected {}", bytes.len(), tracked.log_len))
+            })?;
+            let mut buf = Vec::with_capacity(tail.len() + 64);
+            undo::encode_header(&mut buf, size, now_ns(), &tracked.rel);
+            buf.extend_from_slice(tail);
+            let parsed = undo::parse(snap.key, &buf)
+                .filter(|l| l.valid_len == buf.len() as u64)
+                .ok_or_else(|| io::Error::other("the records appended during the sync do not parse"))?;
+            fs::write(&tmp, &buf)?;
+            fs::rename(&tmp, &path)?;
+            Ok(Tracked {
+                log: undo::open_append(&path, buf.len() as u64)?,
+                log_len: buf.len() as u64,
+                generation,
+                rel: tracked.rel.clone(),
+                size_before: size,
+                pages: parsed.pages.keys().copied().collect(),
+                syncs_in_flight: 0,
+                epoch: None,
+                reader: tracked.reader.as_ref().map(File::try_clone).transpose()?,
+            })
+        })();
+        match result {
+            Ok(mut t) => {
+                if let Some(old) = self.files.get_mut(&snap.key) {
+                    t.syncs_in_flight = old.syncs_in_flight;
+                    t.epoch = old.epoch.take();
+                }
+                self.files.insert(snap.key, t);
+            }
+            Err(e) => eprintln!(
+                "jetsam-tracer: failed to trim the undo log {} after a sync: {e}; keeping all of it",
+                path.display()
+            ),
         }
     }
 
@@ -874,6 +1042,14 @@ impl Tracer {
                 eprintln!("jetsam-tracer: failed to remove the synced undo log {}: {e}", path.display());
             }
         }
+    }
+}
+
+impl Tracked {
+    fn append(&mut self, records: &[u8]) -> io::Result<()> {
+        undo::append(&mut self.log, records)?;
+        self.log_len += records.len() as u64;
+        Ok(())
     }
 }
 

@@ -161,7 +161,7 @@ impl Model {
                 self.files.remove(p[1]);
             }
             "child" => self.apply(&op["child:".len()..]),
-            "sigurg" | "barrier" | "hang" | "wait" => {}
+            "sigurg" | "barrier" | "hang" | "wait" | "sleepms" => {}
             other => panic!("the model does not know op {other}"),
         }
     }
