@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, as README.md states it. Builds every binary first
-# (integration tests spawn jetsam-node, jetsam-tracer and jetsam by path),
-# then runs every crate's tests.
+# The whole test suite, as README.md states it, with all its set-up: installs
+# the pinned nats-server binaries the NATS tests run (idempotent), builds
+# every binary (integration tests spawn jetsam-node, jetsam-tracer and jetsam
+# by path), then runs every crate's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-nats.sh 2.12.1 2.15.1
 cargo build --workspace --bins
 cargo test --workspace
