@@ -271,12 +271,14 @@ async fn probe(addr: SocketAddr) -> Result<NodeStatus, String> {
     client.status(PROBE_TIMEOUT).await
 }
 
-/// Status of every node (in node order), errors as text.
+/// Status of every node (in node order), errors as text. Probes run
+/// concurrently, so a paused node costs one probe timeout, not one per node.
 async fn statuses(nodes: &[NodeSpec]) -> Vec<(String, Result<NodeStatus, String>)> {
-    let futures: Vec<_> = nodes.iter().map(|n| async move { (n.name.clone(), probe(n.client_addr).await) }).collect();
-    let mut out = Vec::with_capacity(futures.len());
-    for f in futures {
-        out.push(f.await);
+    let probes: Vec<_> = nodes.iter().map(|n| (n.name.clone(), tokio::spawn(probe(n.client_addr)))).collect();
+    let mut out = Vec::with_capacity(probes.len());
+    for (name, probe) in probes {
+        let result = probe.await.unwrap_or_else(|e| Err(format!("status probe task failed: {e}")));
+        out.push((name, result));
     }
     out
 }
