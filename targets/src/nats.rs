@@ -994,6 +994,27 @@ mod tests {
     }
 
     #[test]
+    fn server_version_reads_the_version_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("jetsam-nats-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = |name: &str, body: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let good = server_version(&script("good", "echo 'nats-server: v2.12.1'"));
+        let odd = server_version(&script("odd", "echo 'something else'"));
+        let missing = server_version(&dir.join("absent"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(good, Ok("2.12.1".to_string()));
+        assert!(odd.unwrap_err().contains("unexpected --version output"));
+        assert!(missing.unwrap_err().contains("cannot run"));
+        assert!(is_version("2.15.1") && !is_version("2.15") && !is_version("v2.15.1") && !is_version("2.x.1"));
+    }
+
+    #[test]
     fn stream_leader_comes_from_jsz_stream_detail() {
         let jsz: Value = serde_json::from_str(
             r#"{"account_details":[{"name":"$G","stream_detail":[{"name":"jetsam",
