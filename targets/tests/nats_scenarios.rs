@@ -1,21 +1,20 @@
 //! Every scenario in scenarios/nats/ passes the NATS target's validation
 //! and says what it expects, and the async R3 variant of one is rejected as
-//! nats-server would reject it. The `[[faults]]` tables are the
-//! controller's to validate (their kind-specific options, such as the
-//! power-loss model's `writeback_after`, are checked there), so they are
-//! set aside here before the rest is parsed with the scenario schema.
+//! nats-server would reject it. The faults' kind-specific options (such as
+//! the power-loss model's `writeback_after`) are the controller's to
+//! validate (`jetsam run` checks them before anything starts).
 
 use jetsam_core::report::Mode;
 use jetsam_core::scenario::Scenario;
 use jetsam_targets::nats::validate_scenario;
 use std::path::PathBuf;
 
-/// Parses a scenario file without its `[[faults]]` tables; returns the scenario and the fault count.
-fn parse_without_faults(file: &std::path::Path) -> (Scenario, usize) {
-    let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let faults = table.remove("faults").and_then(|f| f.as_array().map(Vec::len)).unwrap_or(0);
-    let text = toml::to_string(&table).unwrap();
-    (Scenario::from_toml_str(&file.display().to_string(), &text).unwrap(), faults)
+/// Parses a scenario file with the scenario schema; returns it and its fault count.
+fn parse(file: &std::path::Path) -> (Scenario, usize) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let scenario = Scenario::from_toml_str(&file.display().to_string(), &text).unwrap();
+    let faults = scenario.faults.len();
+    (scenario, faults)
 }
 
 fn scenario_files() -> Vec<PathBuf> {
@@ -34,7 +33,7 @@ fn nats_scenarios_parse_and_validate() {
     let files = scenario_files();
     assert!(files.len() >= 3, "{files:?}");
     for file in files {
-        let (scenario, faults) = parse_without_faults(&file);
+        let (scenario, faults) = parse(&file);
         assert!(faults > 0, "{} injects at least one fault", file.display());
         validate_scenario(&scenario).unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
         assert!(scenario.check.expect.is_some(), "{} says what it expects", file.display());
@@ -45,7 +44,7 @@ fn nats_scenarios_parse_and_validate() {
 #[test]
 fn nats_async_scenario_with_three_replicas_is_rejected() {
     let file = scenario_files().into_iter().find(|f| f.ends_with("power-loss-async-r1.toml")).unwrap();
-    let (mut scenario, _) = parse_without_faults(&file);
+    let (mut scenario, _) = parse(&file);
     assert_eq!(scenario.stream.mode(), Mode::Async);
     scenario.nodes = 3;
     scenario.stream.replicas = 3;
