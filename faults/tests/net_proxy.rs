@@ -345,3 +345,31 @@ async fn bytes_held_by_latency_are_dropped_by_a_cut() {
     closed(&mut s).await;
     assert_eq!(b.received.load(Ordering::SeqCst), received, "held bytes were delivered after heal");
 }
+
+#[tokio::test]
+async fn many_connections_are_all_held_and_all_reset() {
+    let b = echo().await;
+    let proxies = LinkProxies::start(vec![link("a", "b", b.addr)]).await.unwrap();
+    let addr = proxies.listen_addr("a", "b").unwrap();
+    let mut conns = Vec::new();
+    for i in 0..100u32 {
+        let mut s = connect(addr).await;
+        round_trip(&mut s, &i.to_be_bytes()).await;
+        conns.push(s);
+    }
+    let received = b.received.load(Ordering::SeqCst);
+    proxies.partition(&cut(&[("a", "b")]));
+    for s in &mut conns {
+        s.write_all(b"cut").await.unwrap();
+    }
+    silent(&mut conns[0]).await;
+    silent(&mut conns[99]).await;
+    assert_eq!(b.received.load(Ordering::SeqCst), received);
+    proxies.heal();
+    for s in &mut conns {
+        closed(s).await;
+    }
+    assert_eq!(b.received.load(Ordering::SeqCst), received);
+    let mut after = connect(addr).await;
+    round_trip(&mut after, b"after").await;
+}
