@@ -100,7 +100,13 @@ pub enum RunError {
     #[error(transparent)]
     Scenario(#[from] LoadError),
     #[error("failed to use run folder {}: {why}; {fix}", path.display())]
-    RunDir { path: PathBuf, why: String, fix: &'static str },
+    RunDir {
+        path: PathBuf,
+        why: String,
+        fix: &'static str,
+        /// The user pointed at an unusable folder (exit 2) rather than the machine failing (exit 4).
+        bad_input: bool,
+    },
     #[error("failed to run the {kind} target: it is not available in this build; use target.kind = \"node\"")]
     TargetUnavailable { kind: String },
     #[error(transparent)]
@@ -131,7 +137,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Scenario(_) => exit::BAD_INPUT,
-            RunError::RunDir { fix, .. } if fix.starts_with("choose") => exit::BAD_INPUT,
+            RunError::RunDir { bad_input: true, .. } => exit::BAD_INPUT,
             _ => exit::ENVIRONMENT,
         }
     }
@@ -241,6 +247,7 @@ fn make_run_dir(options: &RunOptions, resolved: &Resolved) -> Result<PathBuf, Ru
                     path: base.clone(),
                     why: "100 run folders with this time and seed exist".into(),
                     fix: "wait a second and retry",
+                    bad_input: false,
                 })?
         }
     };
@@ -251,6 +258,7 @@ fn make_run_dir(options: &RunOptions, resolved: &Resolved) -> Result<PathBuf, Ru
                 path: dir,
                 why: "it exists and is not empty".into(),
                 fix: "choose a new or empty folder for --out",
+                bad_input: true,
             });
         }
     }
@@ -258,6 +266,7 @@ fn make_run_dir(options: &RunOptions, resolved: &Resolved) -> Result<PathBuf, Ru
         path: dir.clone(),
         why: e.to_string(),
         fix: "check that the results folder is writable",
+        bad_input: false,
     })?;
     Ok(dir)
 }

@@ -179,3 +179,17 @@ fn a_node_that_dies_at_start_exits_4_without_waiting_out_the_ready_timeout() {
     // The run folder stays for inspection, with the node's log.
     assert!(dir.path().join("out/nodes").is_dir());
 }
+
+#[test]
+fn a_non_empty_out_folder_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("good.toml");
+    std::fs::write(&file, GOOD).unwrap();
+    std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_jetsam")).arg("run").arg(&file).arg("--out").arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not empty") && stderr.contains("choose a new or empty folder"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "mine");
+}
