@@ -341,6 +341,19 @@ impl Core {
             tracing::error!("noraft rejected a message from node {from}: {e}; stopping (fail-stop)");
             std::process::exit(exit::ENVIRONMENT);
         }
+        // On a divergence noraft drops the conflicting suffix from its own
+        // log without asking for storage I/O until it finds the common root.
+        // Mirror it now, so storage, reads and a later rebuild of noraft's
+        // log never show entries noraft no longer has. (Those entries
+        // conflict with the leader's log, so none of them was committed.)
+        let raft_last = self.node.log().last_position().index.get();
+        if raft_last < self.log.last_index() {
+            tracing::info!(node = %self.opts.name, from = raft_last + 1, to = self.log.last_index(), "removing a log suffix that conflicts with the leader's");
+            if let Err(e) = self.storage.truncate_after(raft_last) {
+                fatal(e);
+            }
+            self.log.truncate_after(raft_last);
+        }
     }
 
     fn not_leader(&self, reply: Reply) {

@@ -99,6 +99,13 @@ fn isolated_leader_is_replaced_and_nothing_acked_is_lost() {
                 assert_eq!(by_seq.get(seq).copied(), Some(id.as_str()), "{} lost acked {id}", spec.name);
             }
         }
+        // The cut-off leader had appended the publish it got during the
+        // partition; that entry was never committed and had to go.
+        let log = c.log(c.index_of(&old));
+        assert!(
+            log.contains("conflicts with the leader") || log.contains("overwritten by the leader"),
+            "the old leader removed its uncommitted suffix:\n{log}"
+        );
         proxies.shutdown().await;
     });
 }
