@@ -44,9 +44,10 @@ pub enum TracerError {
     #[error("failed to {action}: {source}; check the data and state dirs exist and you run as root")]
     Setup { action: String, source: io::Error },
     #[error(
-        "failed to lock the state dir {0}: another jetsam-tracer owns it; stop that node (SIGKILL its process group) first"
+        "failed to lock the state dir {0} within {1:?}: another jetsam-tracer owns it; stop that node (SIGKILL its \
+         process group) first"
     )]
-    Busy(PathBuf),
+    Busy(PathBuf, std::time::Duration),
     #[error("failed to start the tracee: {0}")]
     Start(String),
 }
@@ -61,6 +62,9 @@ fn setup_err(action: impl Into<String>) -> impl FnOnce(io::Error) -> TracerError
     let action = action.into();
     move |source| TracerError::Setup { action, source }
 }
+
+/// How long a starting tracer waits for the state dir's previous owner to die.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 // ---- seccomp filter (classic BPF over struct seccomp_data) ----
 
@@ -184,10 +188,16 @@ pub fn run(cfg: &TracerConfig) -> Result<i32, TracerError> {
             data_dir.display()
         )));
     }
-    let lock = match try_lock(&state_dir) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => return Err(TracerError::Busy(state_dir)),
-        Err(e) => return Err(TracerError::Start(e.to_string())),
+    // A tracer of the node's previous life may still be dying (it goes by
+    // PR_SET_PDEATHSIG after its group is killed): wait a bounded while.
+    let started = std::time::Instant::now();
+    let lock = loop {
+        match try_lock(&state_dir) {
+            Ok(Some(lock)) => break lock,
+            Ok(None) if started.elapsed() < LOCK_WAIT => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(None) => return Err(TracerError::Busy(state_dir, LOCK_WAIT)),
+            Err(e) => return Err(TracerError::Start(e.to_string())),
+        }
     };
     let program = cstring(cfg.program.as_bytes(), "program name")?;
     let mut argv = vec![program.clone()];

@@ -66,7 +66,13 @@ impl Traced {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
-                Err(_) => panic!("no line {want:?} within {timeout:?}; saw {:?}", self.seen),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no line {want:?} within {timeout:?}; saw {:?}", self.seen)
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().expect("reap jetsam-tracer");
+                    panic!("jetsam-tracer exited ({status}) before printing {want:?}; saw {:?}", self.seen)
+                }
             }
         }
         &self.seen
