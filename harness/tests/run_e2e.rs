@@ -147,19 +147,19 @@ fn the_same_seed_replays_the_same_fault_schedule() {
     let mut schedules = Vec::new();
     for (i, seed) in ["11", "11", "12"].iter().enumerate() {
         let dir = out.path().join(format!("run{i}"));
-        let result = jetsam()
-            .arg("run")
-            .arg(&scenario)
-            .args(["--seed", seed, "--duration", "6s", "--out"])
-            .arg(&dir)
-            .output()
-            .unwrap();
+        let mut command = jetsam();
+        command.arg("run").arg(&scenario).args(["--seed", seed, "--duration", "6s", "--out"]).arg(&dir);
+        if i == 1 {
+            command.arg("--keep-data");
+        }
+        let result = command.output().unwrap();
         let stdout = String::from_utf8_lossy(&result.stdout);
         assert_eq!(result.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
         assert!(
             stdout.contains(&format!("replay: jetsam run {} --seed {seed} --duration 6s", scenario.display())),
             "{stdout}"
         );
+        assert_eq!(dir.join("data/n1").is_dir(), i == 1, "data kept only with --keep-data after a pass");
         schedules.push(schedule_of(&dir));
     }
     assert!(schedules[0].len() >= 6, "{:?}", schedules[0]);
