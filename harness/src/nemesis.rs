@@ -32,6 +32,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
+/// How often the nemesis checks that running nodes have not died on their own.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// How long the nemesis asks the target for the leader before using the fallback.
 pub const LEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -83,7 +85,7 @@ pub async fn run(
     let mut hit: Vec<Vec<String>> = vec![Vec::new(); schedule.planned.len()];
     let mut summary = NemesisSummary::default();
     for (at, action) in timeline {
-        tokio::time::sleep_until(load_start + at).await;
+        watch_until(cluster, events, load_start + at).await?;
         match action {
             Action::Skip(i) => {
                 let s = &schedule.skipped[i];
@@ -109,7 +111,30 @@ pub async fn run(
             }
         }
     }
+    // Keep watching until the load phase ends.
+    watch_until(cluster, events, load_start + duration).await?;
     Ok(summary)
+}
+
+/// Sleeps until `until`, checking every [`WATCH_INTERVAL`] that running
+/// nodes are still there: a node that dies on its own (a crash, not a fault
+/// of ours) is recorded as a `warning` when it happens and stays down until
+/// its fault's heal or the final heal, as Jepsen's nemesis leaves it.
+async fn watch_until(
+    cluster: &mut Cluster,
+    events: &EventLog,
+    until: tokio::time::Instant,
+) -> Result<(), ClusterError> {
+    loop {
+        for name in cluster.names() {
+            cluster.check_alive(&name, events)?;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        tokio::time::sleep_until(until.min(now + WATCH_INTERVAL)).await;
+    }
 }
 
 /// The partition shape of a fault line (validated).
