@@ -17,8 +17,21 @@ use jetsam_targets::{NodeSpec, PublishOutcome, Publisher, ReadBack, Target, Targ
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A free loopback port below the kernel's ephemeral range (32768 and up
+/// here), so an outgoing connection of some other test can never take it
+/// between this check and the node's bind; ports are handed out from a
+/// per-process counter (seeded by the pid) so parallel tests do not collide.
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 600) * 20;
+    for _ in 0..12_000 {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free loopback port in 20000..32000");
 }
 
 fn scenario(extra_stream: &str, target: &str) -> Scenario {

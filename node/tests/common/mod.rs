@@ -14,9 +14,21 @@ use jetsam_core::scenario::Scenario;
 use jetsam_targets::node::NodeTarget;
 use jetsam_targets::{NodeSpec, Target};
 
+/// A free loopback port below the kernel's ephemeral range (32768 and up
+/// here), so an outgoing connection of some other test can never take it
+/// between this check and the node's bind; ports are handed out from a
+/// per-process counter (seeded by the pid) so parallel tests do not collide.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 600) * 20;
+    for _ in 0..12_000 {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free loopback port in 20000..32000");
 }
 
 pub fn scenario(nodes: u32, replicas: u32, consistency: Option<&str>, sync: &str, bug: Option<&str>) -> Scenario {
@@ -45,6 +57,17 @@ impl Drop for Cluster {
         for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            // The temp dir goes away with the cluster: show the node logs' tails now.
+            for i in 0..self.specs.len() {
+                let log = self.log(i);
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- {} log tail ---", self.specs[i].name);
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }
