@@ -10,7 +10,9 @@
 //! - **seq-mismatch**: an `ok` said id x is at sequence s, but a view that
 //!   holds s holds another id there, or a view holds x only at other
 //!   sequences (and nothing at s); counted once per acknowledged id, and per
-//!   node;
+//!   node; of those, the ones whose write is itself lost (held by no
+//!   readable node: the system reused its sequence) are also counted apart,
+//!   so the verdict can treat them as part of a loss in `async` mode;
 //! - **recovered indeterminate**: an `info` or never-completed write that is
 //!   held (not an anomaly: it tells how many unknown outcomes were in fact
 //!   written).
@@ -31,6 +33,8 @@ pub struct Integrity {
     pub resurrected: Sampled,
     pub duplicated: Sampled,
     pub seq_mismatch: Sampled,
+    /// Seq-mismatched acknowledged writes that are not in `kept` (lost).
+    pub seq_mismatch_lost: u64,
     pub recovered_indeterminate: u64,
     /// Per view name: (duplicated ids, seq-mismatched acknowledged ids).
     pub per_view: BTreeMap<String, (u64, u64)>,
@@ -54,8 +58,9 @@ fn seqs_text(seqs: &[u64]) -> String {
     seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// Runs every check of this module over `views` (name, view), in name order.
-pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
+/// Runs every check of this module over `views` (name, view), in name order;
+/// `kept` holds the ops some readable node holds (see [`crate::lost::union`]).
+pub fn check(history: &History, views: &[(&str, &Recovered)], kept: &Bitset) -> Integrity {
     let mut out = Integrity::default();
 
     // unexpected: distinct strangers over all views, in id order.
@@ -119,6 +124,9 @@ pub fn check(history: &History, views: &[(&str, &Recovered)]) -> Integrity {
     for ack in history.acks() {
         if !mismatched.contains(ack.op) {
             continue;
+        }
+        if !kept.contains(ack.op) {
+            out.seq_mismatch_lost += 1;
         }
         push_sample(&mut out.seq_mismatch, || {
             let (name, other) = views

@@ -82,7 +82,7 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     let kept = lost::union(h, readable.iter().map(|(_, v)| *v));
     let lost = lost::lost(h, &kept);
     let lost_cluster_view = input.cluster.as_ref().map(|c| lost::lost_on(h, c));
-    let integrity = integrity::check(h, &views);
+    let integrity = integrity::check(h, &views, &kept);
     let skip_empty = config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
     let divergence = divergence::compare_all(h, &readable, skip_empty);
     let loss_windows = windows::loss_windows(h, &kept, &input.events);
@@ -137,6 +137,7 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
         resurrected: integrity.resurrected,
         duplicated: integrity.duplicated,
         seq_mismatch: integrity.seq_mismatch,
+        seq_mismatch_lost: integrity.seq_mismatch_lost,
         recovered_indeterminate: integrity.recovered_indeterminate,
         divergent: !divergence.is_empty(),
         divergence,

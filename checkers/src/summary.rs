@@ -59,6 +59,13 @@ pub fn render_summary(report: &Report) -> String {
         sampled(&mut out, "resurrected", &report.resurrected);
         sampled(&mut out, "duplicated", &report.duplicated);
         sampled(&mut out, "seq-mismatch", &report.seq_mismatch);
+        if report.seq_mismatch_lost > 0 {
+            let _ = writeln!(
+                out,
+                "    {} of them lost writes whose sequences were handed out again",
+                report.seq_mismatch_lost
+            );
+        }
     }
     if report.divergent {
         let _ = writeln!(out, "divergent: yes");

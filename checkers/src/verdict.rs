@@ -3,7 +3,8 @@
 //! - `strong` fails on any lost write (against the readable nodes or the
 //!   cluster view), any divergence, any seq-mismatch.
 //! - `async` fails when a loss window is longer than the bound, or on any
-//!   divergence or seq-mismatch.
+//!   divergence or seq-mismatch of a kept write (a lost write whose sequence
+//!   was reused is judged by its loss window).
 //! - Both modes also fail on any unexpected, resurrected or duplicated id:
 //!   each means the store holds something it was never asked to hold there
 //!   (a corrupted or invented record, a write the system said failed, a write
@@ -30,10 +31,18 @@ pub fn decide(report: &Report, readable: usize, expected: usize) -> (Verdict, Ve
     if report.divergent {
         decisive.push(format!("replicas diverge ({} pair(s))", report.divergence.len()));
     }
-    if report.seq_mismatch.count > 0 {
+    // In async mode a lost write whose sequence the system reused is judged
+    // as a loss (by its window), not as a seq-mismatch of its own: the ADR
+    // allows async to lose a bounded tail, and a store that lost its tail
+    // hands those sequences out again. A kept write at a wrong sequence still
+    // fails in both modes.
+    let mismatched = match report.mode {
+        Mode::Strong => report.seq_mismatch.count,
+        Mode::Async => report.seq_mismatch.count - report.seq_mismatch_lost,
+    };
+    if mismatched > 0 {
         decisive.push(format!(
-            "{} acknowledged write(s) have another id at their acknowledged sequence (seq-mismatch)",
-            report.seq_mismatch.count
+            "{mismatched} acknowledged write(s) have another id at their acknowledged sequence (seq-mismatch)"
         ));
     }
     if report.unexpected.count > 0 {

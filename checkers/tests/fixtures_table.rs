@@ -206,6 +206,28 @@ fn async_mode_judges_windows_against_the_bound() {
 }
 
 #[test]
+fn async_reused_sequences_of_lost_writes_are_judged_by_their_window() {
+    let r = run("async-reused");
+    assert_eq!((r.verdict, r.lost, r.seq_mismatch.count, r.seq_mismatch_lost), (Verdict::Pass, 3, 3, 3));
+    assert_eq!(r.seq_mismatch.sample[0], "0-4 acked at seq 4; n1 holds 0-7 there");
+    let w = &r.loss_windows[..];
+    assert_eq!((w.len(), w[0].start_ns, w[0].end_ns, w[0].count), (1, 2_050_000_000, 3_050_000_000, 3));
+
+    // Strong judges the same folder by its losses: fail.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/async-reused");
+    let strong = Overrides { mode: Some(jetsam_core::report::Mode::Strong), ..Overrides::default() };
+    let (input, config) = load_run(&dir, &strong).unwrap();
+    assert_eq!(check(&input, &config).verdict, Verdict::Fail);
+
+    // A kept write at a wrong sequence still fails in async mode.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seq-mismatch");
+    let asynchronous = Overrides { mode: Some(jetsam_core::report::Mode::Async), ..Overrides::default() };
+    let (input, config) = load_run(&dir, &asynchronous).unwrap();
+    let r = check(&input, &config);
+    assert_eq!((r.verdict, r.lost, r.seq_mismatch_lost), (Verdict::Fail, 0, 0));
+}
+
+#[test]
 fn unreadable_nodes_carry_their_reason() {
     let r = run("unknown-minority");
     assert_eq!(r.nodes["n2"].unreadable_reason.as_deref(), Some("read-back timed out after 10s"));

@@ -182,6 +182,12 @@ pub struct Report {
     pub resurrected: Sampled,
     pub duplicated: Sampled,
     pub seq_mismatch: Sampled,
+    /// How many of the seq-mismatched acknowledged writes are themselves lost
+    /// (held by no readable node): the system reused their sequences. In
+    /// `async` mode these count as losses inside their loss window, not as
+    /// seq-mismatches of their own.
+    #[serde(default)]
+    pub seq_mismatch_lost: u64,
     /// Indeterminate writes found on some node.
     pub recovered_indeterminate: u64,
     pub divergent: bool,
