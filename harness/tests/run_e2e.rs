@@ -87,8 +87,21 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     let ev = events(&pass);
     let count = |k| ev.iter().filter(|e| e.kind == k).count();
     assert!(count(EventKind::Kill) >= 3 && count(EventKind::Pause) >= 3, "{ev:?}");
-    assert_eq!(count(EventKind::Kill), count(EventKind::Restart), "every kill is healed by a restart");
-    assert_eq!(count(EventKind::Pause), count(EventKind::Resume), "every pause is healed by a resume");
+    // Every kill is healed by a restart and every pause by a resume, except
+    // where a node died on its own (a crash of the system under test, a
+    // `warning`): such a node is restarted instead of resumed, and restarted
+    // at the final heal.
+    let own_exits: Vec<&Event> = ev
+        .iter()
+        .filter(|e| e.kind == EventKind::Warning && e.details["message"].as_str().unwrap().contains("on its own"))
+        .collect();
+    if !own_exits.is_empty() {
+        eprintln!("nodes died on their own during the run (see their logs): {own_exits:?}");
+    }
+    let (kills, restarts) = (count(EventKind::Kill), count(EventKind::Restart));
+    let (pauses, resumes) = (count(EventKind::Pause), count(EventKind::Resume));
+    assert!(restarts >= kills && restarts - kills <= own_exits.len(), "{kills} kills, {restarts} restarts: {ev:?}");
+    assert!(resumes <= pauses && pauses - resumes <= own_exits.len(), "{pauses} pauses, {resumes} resumes: {ev:?}");
     assert!(ev.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
     let resolved = std::fs::read_to_string(pass.join("scenario.resolved.toml")).unwrap();
     assert!(resolved.contains("format_version = 1") && resolved.contains("seed = "), "{resolved}");
@@ -235,8 +248,8 @@ fn sigkill_controller(scenario: &str, processes: usize) {
             .arg(repo().join("scenarios/ci").join(scenario))
             .args(["--seed", "3", "--duration", "60s", "--out"])
             .arg(out.path().join("run"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(out.path().join("controller.out")).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(out.path().join("controller.err")).unwrap()))
             .spawn()
             .unwrap(),
     );
@@ -249,7 +262,14 @@ fn sigkill_controller(scenario: &str, processes: usize) {
         if kids.len() >= processes && history > 0 {
             break kids;
         }
-        assert!(Instant::now() < deadline, "no running cluster after 30s: children {kids:?}");
+        let said = || {
+            let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap_or_default();
+            format!("stdout:\n{}\nstderr:\n{}", read("controller.out"), read("controller.err"))
+        };
+        if let Some(status) = controller.0.try_wait().unwrap() {
+            panic!("the controller exited ({status}) before the test killed it; {}", said());
+        }
+        assert!(Instant::now() < deadline, "no running cluster after 30s: children {kids:?}; {}", said());
         std::thread::sleep(Duration::from_millis(50));
     };
     let groups: Vec<u32> = nodes.iter().filter_map(|&n| stat(n).map(|s| s.1)).collect();
