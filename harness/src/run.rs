@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Keep the nodes' data dirs even when the run passes.
     #[arg(long)]
     pub keep_data: bool,
+    /// Run this nats-server version instead of the scenario's `target.version` (NATS scenarios only).
+    #[arg(long, value_name = "VERSION")]
+    pub nats_version: Option<String>,
 }
 
 fn parse_cli_duration(s: &str) -> Result<Duration, String> {
@@ -146,7 +149,7 @@ impl RunError {
 pub fn execute(args: RunArgs) -> i32 {
     let options = RunOptions {
         scenario: args.scenario,
-        overrides: Overrides { seed: args.seed, duration: args.duration },
+        overrides: Overrides { seed: args.seed, duration: args.duration, nats_version: args.nats_version },
         out: args.out,
         results_root: PathBuf::from("results"),
         keep_data: args.keep_data,

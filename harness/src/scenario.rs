@@ -48,6 +48,9 @@ pub const IN_FLIGHT_MAX: u32 = 1024;
 pub struct Overrides {
     pub seed: Option<u64>,
     pub duration: Option<Duration>,
+    /// `--nats-version`: replaces `target.version` of NATS scenarios (scenarios
+    /// of other targets are left alone, so one suite may mix targets).
+    pub nats_version: Option<String>,
 }
 
 /// A scenario that cannot be used (exit code 2).
@@ -103,6 +106,11 @@ pub fn load(
     }
     if let Some(duration) = overrides.duration {
         scenario.duration = duration;
+    }
+    if let Some(version) = &overrides.nats_version
+        && scenario.target.kind == "nats"
+    {
+        scenario.target.version = Some(version.clone());
     }
     let ctx = Ctx { file: &file, text: &text };
     validate(&ctx, &scenario)?;
@@ -607,5 +615,27 @@ mod tests {
         // Not written: the header of its table.
         assert_eq!(find_key_line(text, "faults", Some(0), "every"), Some(5));
         assert_eq!(find_key_line(text, "workload", None, "rate"), None);
+    }
+
+    #[test]
+    fn nats_version_override_replaces_nats_targets_only() {
+        let dir = std::env::temp_dir().join(format!("jetsam-nats-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let nats = dir.join("nats.toml");
+        let node = dir.join("node.toml");
+        let common = "nodes = 3\nduration = \"5s\"\n[stream]\nreplicas = 3\n";
+        std::fs::write(&nats, format!("name = \"n\"\n{common}[target]\nkind = \"nats\"\nversion = \"2.12.1\"\n"))
+            .unwrap();
+        std::fs::write(&node, format!("name = \"m\"\n{common}")).unwrap();
+        let overrides = Overrides { nats_version: Some("2.15.1".into()), ..Overrides::default() };
+        let loaded = load(&nats, &overrides, None, || 7).unwrap();
+        assert_eq!(loaded.scenario.target.version.as_deref(), Some("2.15.1"));
+        assert!(loaded.to_toml().contains("version = \"2.15.1\""), "the resolved file replays the overridden version");
+        let kept = load(&nats, &Overrides::default(), None, || 7).unwrap();
+        assert_eq!(kept.scenario.target.version.as_deref(), Some("2.12.1"));
+        let other = load(&node, &overrides, None, || 7).unwrap();
+        assert_eq!(other.scenario.target.kind, "node");
+        assert_eq!(other.scenario.target.version, None, "a node scenario gets no NATS version");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

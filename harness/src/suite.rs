@@ -27,6 +27,9 @@ pub struct SuiteArgs {
     /// Where run folders go (default results/): <out>/<scenario>/<UTC time>-<seed>/.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run this nats-server version instead of each NATS scenario's `target.version`.
+    #[arg(long, value_name = "VERSION")]
+    pub nats_version: Option<String>,
 }
 
 /// The scenario files of a folder, sorted by name.
@@ -79,7 +82,7 @@ pub fn execute(args: SuiteArgs) -> i32 {
     for file in &files {
         let options = RunOptions {
             scenario: file.clone(),
-            overrides: Overrides::default(),
+            overrides: Overrides { nats_version: args.nats_version.clone(), ..Overrides::default() },
             out: None,
             results_root: args.out.clone().unwrap_or_else(|| PathBuf::from("results")),
             keep_data: false,
