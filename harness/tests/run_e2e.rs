@@ -135,19 +135,15 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     assert!(r.lost > 0, "{:?}", r.reasons);
 }
 
-/// (kind, nodes, fault line, planned time) of each event: what a seed fixes.
+/// (kind, nodes, fault line, planned time) of each injection: what a seed fixes.
 fn schedule_of(dir: &Path) -> Vec<(EventKind, Vec<String>, u64, u64)> {
     events(dir)
         .into_iter()
-        .filter(|e| matches!(e.kind, EventKind::Kill | EventKind::Restart | EventKind::Pause | EventKind::Resume))
+        // Injections only: heals follow from them, and a node that crashes on its
+        // own (the system's doing, not the seed's) adds restarts.
+        .filter(|e| matches!(e.kind, EventKind::Kill | EventKind::Pause))
         .map(|e| {
-            // The final heal's restarts and resumes belong to no fault line.
-            let final_heal = e.details.get("final_heal").is_some_and(|v| v == true);
-            let n = |k: &str| match e.details.get(k).and_then(|v| v.as_u64()) {
-                Some(v) => v,
-                None if final_heal => u64::MAX,
-                None => panic!("{k} missing in {e:?}"),
-            };
+            let n = |k: &str| e.details.get(k).and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("{k} in {e:?}"));
             (e.kind, e.nodes.clone(), n("fault"), n("planned_ns"))
         })
         .collect()
@@ -175,7 +171,7 @@ fn the_same_seed_replays_the_same_fault_schedule() {
         assert_eq!(dir.join("data/n1").is_dir(), i == 1, "data kept only with --keep-data after a pass");
         schedules.push(schedule_of(&dir));
     }
-    assert!(schedules[0].len() >= 6, "{:?}", schedules[0]);
+    assert!(schedules[0].len() >= 3, "{:?}", schedules[0]);
     assert_eq!(schedules[0], schedules[1], "same seed, same schedule");
     // Times are fixed by the scenario; targets depend on the seed (checked
     // over many seeds in the schedule unit tests).
