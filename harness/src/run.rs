@@ -306,12 +306,17 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     runtime.shutdown_timeout(Duration::from_secs(5));
     let report = result?;
     print!("{}", jetsam_checkers::render_summary(&report));
-    let replay = format!(
+    let mut replay = format!(
         "jetsam run {} --seed {} --duration {}",
         resolved.path.display(),
         resolved.seed,
         format_duration(scenario.duration)
     );
+    if let Some(version) = &options.overrides.nats_version
+        && scenario.target.kind == "nats"
+    {
+        replay.push_str(&format!(" --nats-version {version}"));
+    }
     println!("run folder: {}", run_dir.display());
     println!("replay: {replay}");
     if report.verdict == Verdict::Pass && !options.keep_data {
