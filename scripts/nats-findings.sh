@@ -20,6 +20,7 @@ for v in "${versions[@]}"; do "$root/scripts/install-nats.sh" "$v" >/dev/null; d
 cargo build --quiet -p jetsam-harness -p jetsam-faults --bins
 mkdir -p "$out"
 for v in "${versions[@]}"; do
+    mkdir -p "$out/$v"
     echo "== jetsam suite scenarios/nats --nats-version $v --out $out/$v" >&2
     set +e
     "$root/target/debug/jetsam" suite scenarios/nats --nats-version "$v" --out "$out/$v" --junit "$out/$v/junit.xml" \
