@@ -90,13 +90,40 @@ pub struct Cluster {
     own_exits: BTreeMap<String, String>,
 }
 
-/// Reserves `count` distinct free loopback ports: all listeners are held
-/// until every port is chosen, so no two are the same, then released for
-/// the nodes to bind.
+/// Ports are picked below the kernel's ephemeral range (Linux default
+/// 32768..60999), so an outgoing connection (a node dialing its peers, a
+/// client) can never be handed a port between the moment we release it and
+/// the moment its node binds it: with `bind(0)` that race made a node fail to
+/// start now and then.
+const PORT_MIN: u16 = 10_000;
+const PORT_MAX: u16 = 32_767;
+/// How many random candidates to try before giving up (most are free).
+const PORT_TRIES_MAX: usize = 10_000;
+
+/// Reserves `count` distinct free loopback ports below the ephemeral range:
+/// all listeners are held until every port is chosen, so no two are the
+/// same, then released for the nodes to bind. Falls back to `bind(0)` when
+/// the low range is exhausted.
 pub fn free_ports(count: usize) -> Result<Vec<SocketAddr>, ClusterError> {
-    let listeners: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(ClusterError::Port)?;
-    listeners.iter().map(|l| l.local_addr().map_err(ClusterError::Port)).collect()
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let mut listeners: Vec<TcpListener> = Vec::with_capacity(count);
+    for _ in 0..PORT_TRIES_MAX {
+        if listeners.len() == count {
+            break;
+        }
+        let port = rng.gen_range(PORT_MIN..=PORT_MAX);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(l);
+        }
+    }
+    while listeners.len() < count {
+        listeners.push(TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Port)?);
+    }
+    let ports: Vec<SocketAddr> =
+        listeners.iter().map(|l| l.local_addr().map_err(ClusterError::Port)).collect::<Result<_, _>>()?;
+    assert_eq!(ports.len(), count);
+    Ok(ports)
 }
 
 fn mkdir(path: &Path) -> Result<(), ClusterError> {
@@ -513,3 +540,21 @@ pub struct DiskFault<'a> {
 
 /// Kind-specific event details.
 pub type Details = Vec<(&'static str, serde_json::Value)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_loopback_ports_below_the_ephemeral_range() {
+        let ports = free_ports(40).unwrap();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().map(|p| p.port()).collect();
+        assert_eq!(distinct.len(), 40);
+        for p in &ports {
+            assert!(p.ip().is_loopback());
+            assert!((PORT_MIN..=PORT_MAX).contains(&p.port()), "{p}");
+            // Released: the node can bind it.
+            drop(TcpListener::bind(p).unwrap());
+        }
+    }
+}
