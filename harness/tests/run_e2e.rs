@@ -1,17 +1,31 @@
 //! `jetsam run` and `jetsam suite` end to end with the reference node: the
-//! shipped CI suite matches its expectations (strong + always passes under
-//! kill and pause, and under coordinated power loss and partitions; the
-//! ack-before-write bug fails under kill; lazy fsync fails under power
-//! loss), the run folder holds the
-//! contract files, the same seed replays the same fault schedule, and a
-//! SIGKILLed controller leaves no node process behind.
+//! shipped CI suite matches its expectations and each scenario shows what it
+//! exists to prove, from its run folder (report, events, history):
+//!
+//! - strong + always passes with zero loss under kill and pause, under power
+//!   loss of one node and of all nodes, under coordinated power loss mixed
+//!   with partitions, and when the leader is isolated (a new leader answers
+//!   during the cut);
+//! - the deliberate bugs are caught: ack-before-write under kill and
+//!   ack-before-fsync under coordinated power loss lose acknowledged writes,
+//!   and so does lazy fsync (sync 2m) under power loss;
+//! - async R1 with sync 1s loses writes under power loss, in windows within
+//!   the bound;
+//! - a bit flip on one node of three: the default node fail-stops (reported
+//!   unreadable) and nothing is lost; with trust-corrupt-log the same
+//!   schedule loses acknowledged writes.
+//!
+//! It also checks that the run folder holds the contract files, that the
+//! same seed replays the same fault schedule, and that a SIGKILLed
+//! controller leaves no node process behind.
 //!
 //! Needs the workspace binaries built first (`scripts/test.sh` does
 //! `cargo build --workspace --bins`).
 
 use jetsam_core::event::{Event, EventKind};
-use jetsam_core::history::{HistoryValidator, Op};
+use jetsam_core::history::{HistoryValidator, Op, OpType};
 use jetsam_core::report::{Report, Verdict};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,6 +60,23 @@ fn report(dir: &Path) -> Report {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
+/// Every line of `history.jsonl`.
+fn history(dir: &Path) -> Vec<Op> {
+    std::fs::read_to_string(dir.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A numeric detail of an event.
+fn detail_u64(e: &Event, key: &str) -> u64 {
+    e.details.get(key).and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("{key} in {e:?}"))
+}
+
+/// The scenarios of `scenarios/ci`, one line each in the suite's output.
+const CI_SCENARIOS: usize = 10;
+
 #[test]
 fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     let out = tempfile::tempdir().unwrap();
@@ -62,7 +93,11 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert_eq!(result.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&result.stderr));
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("tests=\"4\" failures=\"0\" errors=\"0\""), "{xml}");
+    let counts = format!("tests=\"{CI_SCENARIOS}\" failures=\"0\" errors=\"0\"");
+    assert!(xml.contains(&counts), "{xml}");
+    let files = std::fs::read_dir(repo().join("scenarios/ci")).unwrap().flatten();
+    let toml = files.filter(|e| e.path().extension().is_some_and(|x| x == "toml")).count();
+    assert_eq!(toml, CI_SCENARIOS, "CI_SCENARIOS counts every file of scenarios/ci");
 
     // Passing run: nothing lost, every contract file present, data removed.
     let pass = run_folder(out.path(), "ci-kill-pause-strong");
@@ -133,6 +168,141 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     let r = report(&lazy);
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(r.lost > 0, "{:?}", r.reasons);
+
+    power_loss_of_one_and_of_all_loses_nothing(&run_folder(out.path(), "ci-power-loss-one-then-all-strong"));
+    ack_before_fsync_loses_acked_writes_on_power_loss(&run_folder(out.path(), "ci-ack-before-fsync-power-loss"));
+    async_power_loss_loses_writes_within_the_bound(&run_folder(out.path(), "ci-async-r1-power-loss"));
+    isolated_leader_is_replaced_and_nothing_is_lost(&run_folder(out.path(), "ci-partition-isolate-leader-strong"));
+    bitflipped_node_stops_and_nothing_is_lost(&run_folder(out.path(), "ci-bitflip-one-then-majority-down"));
+    trusting_a_corrupt_log_loses_acked_writes(&run_folder(out.path(), "ci-bitflip-trust-corrupt-log"));
+}
+
+/// A strong run that passed with nothing lost, no divergence and every node
+/// read back holding every acknowledged write.
+fn assert_clean_pass(dir: &Path) -> Report {
+    let r = report(dir);
+    assert_eq!(r.verdict, Verdict::Pass, "{dir:?}: {:?}", r.reasons);
+    assert!(r.lost == 0 && !r.divergent && r.seq_mismatch.count == 0, "{dir:?}: {:?}", r.reasons);
+    assert!(r.acked > 1000, "{dir:?}: only {} acked", r.acked);
+    for (node, n) in &r.nodes {
+        assert!(!n.unreadable && n.lost == 0, "{dir:?}: {node} {n:?}");
+    }
+    r
+}
+
+/// Power-loss events grouped by injection: (fault line, planned time) -> nodes hit.
+fn power_losses(ev: &[Event]) -> BTreeMap<(u64, u64), BTreeSet<String>> {
+    let mut groups: BTreeMap<(u64, u64), BTreeSet<String>> = BTreeMap::new();
+    for e in ev.iter().filter(|e| e.kind == EventKind::PowerLoss) {
+        assert!(e.details.contains_key("bytes_discarded"), "{e:?}");
+        let nodes = groups.entry((detail_u64(e, "fault"), detail_u64(e, "planned_ns"))).or_default();
+        nodes.extend(e.nodes.iter().cloned());
+    }
+    groups
+}
+
+fn power_loss_of_one_and_of_all_loses_nothing(dir: &Path) {
+    assert_clean_pass(dir);
+    let groups = power_losses(&events(dir));
+    // Fault line 0 hits one node at 2 s and 6.5 s, line 1 every node at 4 s.
+    let ones: Vec<_> = groups.iter().filter(|((fault, _), _)| *fault == 0).collect();
+    let alls: Vec<_> = groups.iter().filter(|((fault, _), _)| *fault == 1).collect();
+    assert_eq!(ones.len(), 2, "{groups:?}");
+    assert!(ones.iter().all(|(_, nodes)| nodes.len() == 1), "{groups:?}");
+    assert_eq!(alls.len(), 1, "{groups:?}");
+    assert_eq!(alls[0].1.len(), 3, "the coordinated power loss hits every node: {groups:?}");
+}
+
+fn ack_before_fsync_loses_acked_writes_on_power_loss(dir: &Path) {
+    let r = report(dir);
+    assert_eq!(r.verdict, Verdict::Fail, "{:?}", r.reasons);
+    assert!(r.lost > 0 && !r.loss_windows.is_empty(), "{:?}", r.reasons);
+    let resolved = std::fs::read_to_string(dir.join("scenario.resolved.toml")).unwrap();
+    assert!(resolved.contains("ack-before-fsync"), "{resolved}");
+    let ev = events(dir);
+    let groups = power_losses(&ev);
+    assert!(groups.len() >= 2 && groups.values().all(|n| n.len() == 3), "coordinated power losses: {groups:?}");
+    let discarded: u64 =
+        ev.iter().filter(|e| e.kind == EventKind::PowerLoss).map(|e| detail_u64(e, "bytes_discarded")).sum();
+    assert!(discarded > 0, "the bug leaves unsynced acknowledged data for the power loss to discard: {ev:?}");
+    // No kill without power loss: the loss comes from discarded pages.
+    assert_eq!(ev.iter().filter(|e| e.kind == EventKind::Kill).count(), 0, "{ev:?}");
+}
+
+fn async_power_loss_loses_writes_within_the_bound(dir: &Path) {
+    let r = report(dir);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reasons);
+    assert_eq!(r.mode, jetsam_core::report::Mode::Async);
+    let bound_ns = r.window_bound_ns.expect("async reports its window bound");
+    assert_eq!(bound_ns, 1_500_000_000, "check.window_bound of the scenario");
+    assert!(r.lost > 0 && !r.loss_windows.is_empty(), "async under power loss must really lose something: {r:?}");
+    for w in &r.loss_windows {
+        assert!(w.end_ns - w.start_ns <= bound_ns, "window {w:?} longer than {bound_ns} ns");
+        let event = w.event.as_ref().unwrap_or_else(|| panic!("window {w:?} has no fault event"));
+        assert_eq!(event.kind, EventKind::PowerLoss, "{w:?}");
+    }
+    assert_eq!(r.loss_windows.iter().map(|w| w.count).sum::<u64>(), r.lost, "every lost write is in a window");
+}
+
+fn isolated_leader_is_replaced_and_nothing_is_lost(dir: &Path) {
+    assert_clean_pass(dir);
+    let ev = events(dir);
+    let oks: Vec<Op> = history(dir).into_iter().filter(|o| o.kind == OpType::Ok).collect();
+    let cuts: Vec<&Event> = ev.iter().filter(|e| e.kind == EventKind::Partition).collect();
+    let heals: Vec<&Event> = ev.iter().filter(|e| e.kind == EventKind::Heal).collect();
+    assert_eq!(cuts.len(), 2, "{ev:?}");
+    assert_eq!(heals.len(), 2, "{ev:?}");
+    for (cut, heal) in cuts.iter().zip(&heals) {
+        assert_eq!(cut.details["shape"], "isolate-one", "{cut:?}");
+        let groups: Vec<Vec<String>> = serde_json::from_value(cut.details["groups"].clone()).unwrap();
+        let alone = groups.iter().find(|g| g.len() == 1).unwrap_or_else(|| panic!("one node alone: {cut:?}"));
+        // The isolated node is the leader: it answered most acks of the 500 ms before the cut.
+        let mut before: BTreeMap<&str, u64> = BTreeMap::new();
+        for o in oks.iter().filter(|o| o.t_ns < cut.t_ns && o.t_ns + 500_000_000 >= cut.t_ns) {
+            *before.entry(o.node.as_deref().unwrap()).or_default() += 1;
+        }
+        let leader = before.iter().max_by_key(|(_, n)| **n).map(|(node, _)| *node);
+        assert_eq!(leader, Some(alone[0].as_str()), "the cut isolates the leader: {cut:?}, acks before: {before:?}");
+        // A new leader on the majority side acknowledges writes during the cut.
+        let during: BTreeSet<&str> = oks
+            .iter()
+            .filter(|o| o.t_ns > cut.t_ns && o.t_ns < heal.t_ns)
+            .filter_map(|o| o.node.as_deref())
+            .filter(|n| *n != alone[0])
+            .collect();
+        assert!(!during.is_empty(), "no node but the isolated {} acked during the cut {cut:?}", alone[0]);
+        assert!(heal.t_ns > cut.t_ns);
+    }
+    let last_heal = heals.last().unwrap().t_ns;
+    assert!(oks.iter().filter(|o| o.t_ns > last_heal).count() > 100, "writes go on after the heal");
+}
+
+fn bitflipped_node_stops_and_nothing_is_lost(dir: &Path) {
+    let r = report(dir);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reasons);
+    assert!(r.lost == 0 && !r.divergent && r.acked > 1000, "{r:?}");
+    let flips: Vec<Event> = events(dir).into_iter().filter(|e| e.kind == EventKind::Bitflip).collect();
+    assert_eq!(flips.len(), 8, "8 bits flipped: {flips:?}");
+    assert!(flips.iter().all(|e| e.nodes == ["n1"] && e.details["file"].as_str().unwrap().starts_with("log/")));
+    // The damaged node refused its log instead of serving it.
+    let n1 = &r.nodes["n1"];
+    assert!(n1.unreadable, "n1 must not be trusted after the flips: {n1:?}");
+    assert!(n1.unreadable_reason.as_deref().unwrap().contains("exited on its own"), "{n1:?}");
+    let log = std::fs::read_to_string(dir.join("nodes/n1.log")).unwrap();
+    assert!(log.contains("corrupt data in"), "n1 says why it stopped: {log}");
+    for node in ["n2", "n3"] {
+        assert!(!r.nodes[node].unreadable && r.nodes[node].lost == 0, "{node}: {:?}", r.nodes[node]);
+    }
+}
+
+fn trusting_a_corrupt_log_loses_acked_writes(dir: &Path) {
+    let r = report(dir);
+    assert_eq!(r.verdict, Verdict::Fail, "{:?}", r.reasons);
+    assert!(r.lost > 0 || r.divergent, "{r:?}");
+    let flips = events(dir).into_iter().filter(|e| e.kind == EventKind::Bitflip && e.nodes == ["n1"]).count();
+    assert_eq!(flips, 8);
+    // The bug: n1 kept serving its truncated log, so it was read back.
+    assert!(!r.nodes["n1"].unreadable, "{:?}", r.nodes["n1"]);
 }
 
 /// (kind, nodes, fault line, planned time) of each injection: what a seed fixes.
