@@ -117,6 +117,8 @@ pub struct Core {
     behind: BTreeMap<u64, u32>,
     /// Highest commit index known (survives step-down restarts of noraft's node).
     committed: u64,
+    /// Log records were written in this batch and await the sync policy's fsync.
+    appended: bool,
     rng: u64,
 }
 
@@ -200,6 +202,7 @@ impl Core {
             contact: BTreeMap::new(),
             behind: BTreeMap::new(),
             committed: 0,
+            appended: false,
             rng: seed | 1,
         })
     }
@@ -241,26 +244,36 @@ impl Core {
             "node started"
         );
         self.process_actions();
+        let mut batch = Vec::with_capacity(BATCH_EVENTS_MAX);
         loop {
             let now = Instant::now();
             let wait = self.election_deadline.saturating_duration_since(now).min(TICK);
-            let first = match events.recv_timeout(wait) {
-                Ok(ev) => Some(ev),
-                Err(RecvTimeoutError::Timeout) => None,
+            match events.recv_timeout(wait) {
+                Ok(ev) => batch.push(ev),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => self.shutdown(),
-            };
-            if let Some(ev) = first {
-                self.handle(ev);
-                for _ in 1..BATCH_EVENTS_MAX {
-                    match events.try_recv() {
-                        Ok(ev) => self.handle(ev),
-                        Err(_) => break,
-                    }
+            }
+            if !batch.is_empty() {
+                while batch.len() < BATCH_EVENTS_MAX
+                    && let Ok(ev) = events.try_recv()
+                {
+                    batch.push(ev);
                 }
             }
-            self.timers();
-            self.process_actions();
+            self.turn(batch.drain(..));
         }
+    }
+
+    /// One turn of the loop: handles `events` in order, runs the timers,
+    /// then does the I/O noraft asked for (see the module doc). [`Core::run`]
+    /// calls it once per batch; tests call it directly to decide which
+    /// events share a batch. An [`Event::Shutdown`] exits the process.
+    pub fn turn(&mut self, events: impl IntoIterator<Item = Event>) {
+        for ev in events {
+            self.handle(ev);
+        }
+        self.timers();
+        self.process_actions();
     }
 
     fn shutdown(&mut self) -> ! {
@@ -336,11 +349,22 @@ impl Core {
             }
             WireMessage::VoteCall { .. } => {}
         }
+        // Only an AppendEntries call changes noraft's log (besides our own
+        // proposals); around it, the log here must equal noraft's and no
+        // append may wait in noraft's queue (see `persist_queued`).
+        let is_append = matches!(msg, WireMessage::AppendCall { .. });
+        if is_append {
+            self.persist_queued();
+        }
         let raft_msg = wire::from_wire(&msg);
         if let Err(e) = self.node.handle_message(&raft_msg) {
             tracing::error!("noraft rejected a message from node {from}: {e}; stopping (fail-stop)");
             std::process::exit(exit::ENVIRONMENT);
         }
+        if !is_append {
+            return;
+        }
+        self.persist_queued();
         // On a divergence noraft drops the conflicting suffix from its own
         // log without asking for storage I/O until it finds the common root.
         // Mirror it now, so storage, reads and a later rebuild of noraft's
@@ -353,6 +377,51 @@ impl Core {
                 fatal(e);
             }
             self.log.truncate_after(raft_last);
+        }
+        assert_eq!(
+            self.log.last_index(),
+            raft_last,
+            "after an AppendEntries call the stored log ends where noraft's does"
+        );
+    }
+
+    /// Does the storage part of noraft's queued actions now, in their order:
+    /// term and vote (fsynced), then the log append (written; the sync
+    /// policy's fsync comes at the end of the batch, before anything leaves
+    /// the node). Timers and messages stay queued for the end of the batch.
+    ///
+    /// Why not once per batch: noraft queues a single append and merges each
+    /// later one into it, which assumes the later one starts inside the
+    /// queued one. An AppendEntries call breaks that when it starts below
+    /// the queued append: a leader that resumes after a pause, proposes the
+    /// publishes that waited for it, and then hears the new leader in the
+    /// same batch; or a divergence, which cuts noraft's log without any
+    /// action, followed by the leader's catch-up. noraft then fails its
+    /// `debug_assert!` in `LogEntries::append_unchecked` (log.rs:616), and a
+    /// release build writes a garbled append. Persisting right before and
+    /// after each AppendEntries call keeps noraft's queue empty whenever it
+    /// handles one, and keeps `self.log` equal to noraft's log after it.
+    fn persist_queued(&mut self) {
+        let actions = self.node.actions_mut();
+        let save_meta = std::mem::take(&mut actions.save_current_term) | std::mem::take(&mut actions.save_voted_for);
+        let append = actions.append_log_entries.take();
+        if save_meta {
+            self.save_meta();
+        }
+        if let Some(entries) = append {
+            self.append(&entries);
+            self.appended = true;
+        }
+    }
+
+    /// Saves term and vote (fsynced) if they changed.
+    fn save_meta(&mut self) {
+        let meta = Meta { term: self.node.current_term().get(), voted_for: self.node.voted_for().map(|n| n.get()) };
+        if meta != self.meta {
+            if let Err(e) = self.storage.save_meta(meta) {
+                fatal(e);
+            }
+            self.meta = meta;
         }
     }
 
@@ -583,7 +652,8 @@ impl Core {
     fn process_actions(&mut self) {
         let was_leader = self.node.role().is_leader();
         let mut outbox: Vec<(Option<u64>, noraft::Message)> = Vec::new();
-        let mut wrote = false;
+        self.persist_queued();
+        let wrote = std::mem::take(&mut self.appended);
         let actions = std::mem::take(self.node.actions_mut());
         for action in actions {
             match action {
@@ -596,21 +666,8 @@ impl Core {
                     };
                     self.election_deadline = Instant::now() + timeout;
                 }
-                Action::SaveCurrentTerm | Action::SaveVotedFor => {
-                    let meta = Meta {
-                        term: self.node.current_term().get(),
-                        voted_for: self.node.voted_for().map(|n| n.get()),
-                    };
-                    if meta != self.meta {
-                        if let Err(e) = self.storage.save_meta(meta) {
-                            fatal(e);
-                        }
-                        self.meta = meta;
-                    }
-                }
-                Action::AppendLogEntries(entries) => {
-                    self.append(&entries);
-                    wrote = true;
+                Action::SaveCurrentTerm | Action::SaveVotedFor | Action::AppendLogEntries(_) => {
+                    unreachable!("persist_queued took the storage actions")
                 }
                 Action::BroadcastMessage(m) => outbox.push((None, m)),
                 Action::SendMessage(to, m) => outbox.push((Some(to.get()), m)),
