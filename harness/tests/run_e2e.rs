@@ -77,9 +77,31 @@ fn detail_u64(e: &Event, key: &str) -> u64 {
 /// The scenarios of `scenarios/ci`, one line each in the suite's output.
 const CI_SCENARIOS: usize = 10;
 
+/// A temporary folder kept (and its path printed) when the test panics, so
+/// the run folders of a failed assertion can be inspected.
+struct KeptOnPanic(Option<tempfile::TempDir>);
+
+impl KeptOnPanic {
+    fn new() -> Self {
+        KeptOnPanic(Some(tempfile::tempdir().unwrap()))
+    }
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until drop").path()
+    }
+}
+
+impl Drop for KeptOnPanic {
+    fn drop(&mut self) {
+        let dir = self.0.take().expect("dropped once");
+        if std::thread::panicking() {
+            eprintln!("run folders kept for inspection: {}", dir.keep().display());
+        }
+    }
+}
+
 #[test]
 fn ci_suite_matches_expectations_and_writes_the_run_folders() {
-    let out = tempfile::tempdir().unwrap();
+    let out = KeptOnPanic::new();
     let junit = out.path().join("junit.xml");
     let result = jetsam()
         .arg("suite")
