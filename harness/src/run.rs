@@ -403,8 +403,7 @@ async fn phases(
 
     progress.phase("heal", "healing every node and waiting for convergence");
     cluster.heal_all(&events)?;
-    let converged = target.wait_converged(scenario, cluster.specs(), CONVERGE_TIMEOUT);
-    if let Err(e) = bounded(converged, CONVERGE_TIMEOUT, "wait for the replicas to converge").await {
+    if let Err(e) = wait_converged_or_exit(scenario, &mut cluster, target, &events).await? {
         // Not fatal: read-back still runs and the checker judges what is there.
         progress.line(&format!("warning: {e}"));
     }
@@ -466,6 +465,46 @@ const TARGET_SLACK: Duration = Duration::from_secs(5);
 
 /// A target call that was given `limit`, cut off at `limit` plus
 /// [`TARGET_SLACK`] should the target not keep its own bound.
+/// How often the convergence wait looks for nodes that died on their own.
+const CONVERGE_WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Waits (bounded by [`CONVERGE_TIMEOUT`]) for the replicas to converge after
+/// the final heal, and stops waiting as soon as a node exits on its own (e.g.
+/// a node that fail-stops on a corrupt log when restarted): replicas cannot
+/// all agree while one is down, so waiting out the bound would only cost
+/// time. The inner `Err` is the warning to print; the outer one a harness
+/// error while watching the nodes.
+async fn wait_converged_or_exit(
+    scenario: &Scenario,
+    cluster: &mut Cluster,
+    target: &dyn Target,
+    events: &EventLog,
+) -> Result<Result<(), String>, RunError> {
+    let specs = cluster.specs().to_vec();
+    let converged = bounded(
+        target.wait_converged(scenario, &specs, CONVERGE_TIMEOUT),
+        CONVERGE_TIMEOUT,
+        "wait for the replicas to converge",
+    );
+    tokio::pin!(converged);
+    let mut watch = tokio::time::interval(CONVERGE_WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            outcome = &mut converged => return Ok(outcome.map_err(|e| e.to_string())),
+            _ = watch.tick() => {
+                for name in cluster.names() {
+                    cluster.check_alive(&name, events)?;
+                    if let Some(status) = cluster.own_exit(&name) {
+                        return Ok(Err(format!(
+                            "{name} exited on its own after the final heal ({status}): not waiting for the replicas to converge"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn bounded<T>(
     call: impl std::future::Future<Output = Result<T, TargetError>>,
     limit: Duration,
