@@ -124,24 +124,14 @@ pub fn compare_all(history: &History, replicas: &[(&str, &Recovered)], skip_empt
 mod tests {
     use super::*;
     use crate::data::{HistoryBuilder, RecoveredBuilder};
-    use jetsam_core::history::{Op, OpId, OpRef};
-    use std::borrow::Cow;
+    use jetsam_core::history::{Op, OpId};
 
     fn history() -> History {
         let mut hb = HistoryBuilder::new();
         for c in 0..4u64 {
             let id = OpId { client: 0, counter: c };
             for op in [Op::invoke(c * 10, id), Op::ok(c * 10 + 1, id, c + 1, "n1")] {
-                hb.push(&OpRef {
-                    t_ns: op.t_ns,
-                    client: op.client,
-                    kind: op.kind,
-                    id: Cow::Borrowed(&op.id),
-                    seq: op.seq,
-                    node: op.node.as_deref().map(Cow::Borrowed),
-                    error: None,
-                })
-                .unwrap();
+                hb.push(&op.borrowed()).unwrap();
             }
         }
         hb.finish()

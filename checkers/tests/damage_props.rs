@@ -3,11 +3,10 @@
 //! that damage (and that an undamaged run passes).
 
 use jetsam_checkers::{CheckConfig, HistoryBuilder, NodeInput, RecoveredBuilder, RunInput, check};
-use jetsam_core::history::{Op, OpId, OpRef};
+use jetsam_core::history::{Op, OpId};
 use jetsam_core::report::{Mode, Report, Verdict};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -113,16 +112,7 @@ fn run(m: &Model, held: &[Vec<(u64, String)>]) -> Report {
     let (ops, _) = history_ops(m);
     let mut hb = HistoryBuilder::new();
     for op in &ops {
-        let r = OpRef {
-            t_ns: op.t_ns,
-            client: op.client,
-            kind: op.kind,
-            id: Cow::Borrowed(&op.id),
-            seq: op.seq,
-            node: op.node.as_deref().map(Cow::Borrowed),
-            error: op.error.as_deref().map(Cow::Borrowed),
-        };
-        hb.push(&r).unwrap();
+        hb.push(&op.borrowed()).unwrap();
     }
     let history = hb.finish();
     let names: Vec<String> = (1..=m.nodes).map(|i| format!("n{i}")).collect();

@@ -46,6 +46,19 @@ pub struct Op {
 }
 
 impl Op {
+    /// The borrowed form of this line, as a streaming reader parses it.
+    pub fn borrowed(&self) -> OpRef<'_> {
+        OpRef {
+            t_ns: self.t_ns,
+            client: self.client,
+            kind: self.kind,
+            id: Cow::Borrowed(&self.id),
+            seq: self.seq,
+            node: self.node.as_deref().map(Cow::Borrowed),
+            error: self.error.as_deref().map(Cow::Borrowed),
+        }
+    }
+
     pub fn invoke(t_ns: u64, id: OpId) -> Self {
         Op { t_ns, client: id.client, kind: OpType::Invoke, id: id.to_string(), seq: None, node: None, error: None }
     }
@@ -135,15 +148,7 @@ impl HistoryValidator {
 
     /// Validates one op and returns its parsed id.
     pub fn check(&mut self, op: &Op) -> Result<OpId, String> {
-        self.check_ref(&OpRef {
-            t_ns: op.t_ns,
-            client: op.client,
-            kind: op.kind,
-            id: Cow::Borrowed(&op.id),
-            seq: op.seq,
-            node: op.node.as_deref().map(Cow::Borrowed),
-            error: op.error.as_deref().map(Cow::Borrowed),
-        })
+        self.check_ref(&op.borrowed())
     }
 
     /// [`HistoryValidator::check`] for a borrowed line ([`OpRef`]), the form a
