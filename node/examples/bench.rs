@@ -167,7 +167,7 @@ fn main() {
         }
     };
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let fsync_rate = raw_fsync_rate(&dir, 3.0_f64.min(secs));
     println!("raw fsync rate (4 KiB write + fdatasync, {}): {fsync_rate:.0}/s", dir.display());
     println!("{:<22} {:>10} {:>10} {:>9} {:>9} {:>7}", "case", "acked", "acked/s", "p50_us", "p99_us", "not_ok");

@@ -8,10 +8,11 @@
 //!
 //! It does not touch sockets (see [`crate::net`]): events come in on a
 //! bounded channel and answers go out on per-connection channels, so a slow
-//! client or a blackholed peer never blocks the loop.
+//! client or a blackholed peer never blocks the loop. The loop and the socket
+//! tasks share one thread (a current-thread tokio runtime, see [`Core::run`]):
+//! a publish crosses no thread boundary on its way in or out.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use jetsam_core::exit;
@@ -119,6 +120,9 @@ pub struct Core {
     committed: u64,
     /// Log records were written in this batch and await the sync policy's fsync.
     appended: bool,
+    /// An async stream's records were answered before their fsync, which the
+    /// sync policy `always` still owes (see [`Core::sync_owed`]).
+    sync_owed: bool,
     rng: u64,
 }
 
@@ -203,6 +207,7 @@ impl Core {
             behind: BTreeMap::new(),
             committed: 0,
             appended: false,
+            sync_owed: false,
             rng: seed | 1,
         })
     }
@@ -233,8 +238,13 @@ impl Core {
         self.log.config().is_some_and(|c| c.consistency == Some(Mode::Async))
     }
 
-    /// Runs until shutdown (exits the process).
-    pub fn run(mut self, events: Receiver<Event>) -> ! {
+    /// Runs until shutdown (exits the process), as a task on the node's
+    /// single-threaded runtime: socket tasks and this loop share one thread,
+    /// so a publish reaches the loop and its answer reaches the socket with
+    /// no hand-off between threads. A batch's I/O (and its fsync) blocks the
+    /// thread on purpose: meanwhile the kernel buffers what clients and peers
+    /// send, and the next batch takes all of it (group commit).
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> ! {
         tracing::info!(
             node = %self.opts.name,
             id = self.id,
@@ -248,19 +258,27 @@ impl Core {
         loop {
             let now = Instant::now();
             let wait = self.election_deadline.saturating_duration_since(now).min(TICK);
-            match events.recv_timeout(wait) {
-                Ok(ev) => batch.push(ev),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.shutdown(),
+            match tokio::time::timeout(wait, events.recv()).await {
+                Ok(Some(ev)) => batch.push(ev),
+                Ok(None) => self.shutdown(),
+                Err(_) => {}
             }
             if !batch.is_empty() {
+                // Let the socket tasks read what is already buffered, so it joins this batch.
+                tokio::task::yield_now().await;
                 while batch.len() < BATCH_EVENTS_MAX
                     && let Ok(ev) = events.try_recv()
                 {
                     batch.push(ev);
                 }
             }
-            self.turn(batch.drain(..));
+            self.turn_answering(batch.drain(..));
+            if self.sync_owed {
+                // Let the connection writers send this batch's answers
+                // before the fsync they do not wait for (async streams).
+                tokio::task::yield_now().await;
+                self.pay_sync_owed();
+            }
         }
     }
 
@@ -269,11 +287,27 @@ impl Core {
     /// calls it once per batch; tests call it directly to decide which
     /// events share a batch. An [`Event::Shutdown`] exits the process.
     pub fn turn(&mut self, events: impl IntoIterator<Item = Event>) {
+        self.turn_answering(events);
+        self.pay_sync_owed();
+    }
+
+    /// [`Core::turn`] up to the answers: an fsync that answers do not wait
+    /// for (an async stream under `always`) is left owed.
+    fn turn_answering(&mut self, events: impl IntoIterator<Item = Event>) {
         for ev in events {
             self.handle(ev);
         }
         self.timers();
         self.process_actions();
+    }
+
+    /// Does the fsync the sync policy owes for records already answered.
+    fn pay_sync_owed(&mut self) {
+        if std::mem::take(&mut self.sync_owed)
+            && let Err(e) = self.storage.sync()
+        {
+            fatal(e);
+        }
     }
 
     fn shutdown(&mut self) -> ! {
@@ -695,13 +729,8 @@ impl Core {
             self.send(to, m);
         }
         self.resolve_pending(false);
-        if wrote
-            && always
-            && !bug_defers
-            && !sync_before
-            && let Err(e) = self.storage.sync()
-        {
-            fatal(e);
+        if wrote && always && !bug_defers && !sync_before {
+            self.sync_owed = true;
         }
         self.committed = self.commit_index();
     }

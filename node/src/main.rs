@@ -1,7 +1,8 @@
 //! `jetsam-node`: one process per node of the reference replicated stream
 //! (docs/node.md). Parses the command line, recovers the data dir (stopping
 //! with a non-zero exit on corruption), binds its listeners, starts the
-//! event loop thread and the socket tasks, and turns SIGTERM/SIGINT into a
+//! event loop and the socket tasks on one thread (a current-thread tokio
+//! runtime), and turns SIGTERM/SIGINT into a
 //! clean shutdown (final fsync, exit 0).
 
 use std::collections::BTreeMap;
@@ -124,11 +125,10 @@ fn main() {
         args.data_dir.display()
     );
 
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap_or_else(|e| {
-            tracing::error!("failed to start the async runtime: {e}");
-            std::process::exit(exit::ENVIRONMENT);
-        });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| {
+        tracing::error!("failed to start the async runtime: {e}");
+        std::process::exit(exit::ENVIRONMENT);
+    });
     let bind = |addr: SocketAddr, what: &str| {
         let listener = std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
         match listener {
@@ -142,7 +142,7 @@ fn main() {
     let client_listener = bind(args.client_addr, "clients");
     let peer_listener = bind(args.peer_addr, "peers");
 
-    let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Event>(EVENT_QUEUE_MAX);
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel::<Event>(EVENT_QUEUE_MAX);
     let mut peer_queues = BTreeMap::new();
     {
         let _guard = runtime.enter();
@@ -174,13 +174,8 @@ fn main() {
             std::process::exit(exit::ENVIRONMENT);
         }
     };
-    let core_thread = std::thread::Builder::new()
-        .name("jetsam-node-core".into())
-        .spawn(move || core.run(events_rx))
-        .unwrap_or_else(|e| {
-            tracing::error!("failed to start the event loop thread: {e}");
-            std::process::exit(exit::ENVIRONMENT);
-        });
+    // Spawned tasks run while `block_on` below drives the runtime.
+    runtime.spawn(core.run(events_rx));
 
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -193,18 +188,10 @@ fn main() {
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
         // The event loop fsyncs and exits the process; a full queue just delays it.
-        let mut event = Event::Shutdown;
-        loop {
-            match events_tx.try_send(event) {
-                Ok(()) => break,
-                Err(std::sync::mpsc::TrySendError::Full(e)) => {
-                    event = e;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => break,
-            }
+        if events_tx.send(Event::Shutdown).await.is_err() {
+            tracing::error!("the event loop is gone; exiting without its final fsync");
+            std::process::exit(exit::ENVIRONMENT);
         }
         std::future::pending::<()>().await
-    });
-    let _ = core_thread.join();
+    })
 }

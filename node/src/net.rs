@@ -8,12 +8,12 @@
 //! peer never blocks the event loop. It does no Raft logic.
 
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use jetsam_core::proto::{self, ErrorCode, Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::timeout;
 
@@ -43,7 +43,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<
 }
 
 /// Accepts client connections forever.
-pub async fn serve_clients(listener: TcpListener, events: SyncSender<Event>) {
+pub async fn serve_clients(listener: TcpListener, events: mpsc::Sender<Event>) {
     loop {
         match listener.accept().await {
             Ok((sock, _)) => {
@@ -58,7 +58,7 @@ pub async fn serve_clients(listener: TcpListener, events: SyncSender<Event>) {
     }
 }
 
-async fn client_conn(sock: TcpStream, events: SyncSender<Event>) {
+async fn client_conn(sock: TcpStream, events: mpsc::Sender<Event>) {
     let (rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Response>();
     let writer = tokio::spawn(async move {
@@ -116,7 +116,7 @@ async fn client_conn(sock: TcpStream, events: SyncSender<Event>) {
 }
 
 /// Accepts peer connections forever.
-pub async fn serve_peers(listener: TcpListener, events: SyncSender<Event>) {
+pub async fn serve_peers(listener: TcpListener, events: mpsc::Sender<Event>) {
     loop {
         match listener.accept().await {
             Ok((sock, _)) => {
@@ -131,7 +131,7 @@ pub async fn serve_peers(listener: TcpListener, events: SyncSender<Event>) {
     }
 }
 
-async fn peer_in(sock: TcpStream, events: SyncSender<Event>) {
+async fn peer_in(sock: TcpStream, events: mpsc::Sender<Event>) {
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::new(rd);
     let mut from = String::from("?");
@@ -165,7 +165,7 @@ async fn peer_in(sock: TcpStream, events: SyncSender<Event>) {
             PeerFrame::Pong => {}
             PeerFrame::Raft(msg) => match events.try_send(Event::Peer(msg)) {
                 Ok(()) | Err(TrySendError::Full(_)) => {}
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Closed(_)) => return,
             },
         }
     }
