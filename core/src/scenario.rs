@@ -52,6 +52,11 @@ pub struct Target {
     /// NATS only: the nats-server version to run (e.g. "2.12.1").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Reference node only: start every node with `--repair`, so a node that
+    /// finds its log damaged wipes it and catches up without voting instead
+    /// of stopping (see docs/node.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
 }
 
 fn default_target_kind() -> String {
@@ -60,7 +65,7 @@ fn default_target_kind() -> String {
 
 impl Default for Target {
     fn default() -> Self {
-        Target { kind: default_target_kind(), bug: None, version: None }
+        Target { kind: default_target_kind(), bug: None, version: None, repair: false }
     }
 }
 

@@ -298,6 +298,13 @@ fn validate(ctx: &Ctx, s: &Scenario) -> Result<(), ScenarioError> {
                     "remove target.version or set target.kind = \"nats\"",
                 ));
             }
+            if s.target.repair && s.target.bug.as_deref() == Some("trust-corrupt-log") {
+                return Err(ctx.invalid(
+                    ctx.line("target", None, "repair"),
+                    "target.repair and target.bug = \"trust-corrupt-log\" are alternatives",
+                    "remove target.repair or target.bug",
+                ));
+            }
         }
         "nats" => {
             if s.target.bug.is_some() {
@@ -305,6 +312,13 @@ fn validate(ctx: &Ctx, s: &Scenario) -> Result<(), ScenarioError> {
                     ctx.line("target", None, "bug"),
                     "target.bug is a reference-node option",
                     "remove target.bug or set target.kind = \"node\"",
+                ));
+            }
+            if s.target.repair {
+                return Err(ctx.invalid(
+                    ctx.line("target", None, "repair"),
+                    "target.repair is a reference-node option",
+                    "remove target.repair or set target.kind = \"node\"",
                 ));
             }
         }

@@ -85,6 +85,16 @@ fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
             &[":6:", "unknown node bug", "ack-before-write"],
         ),
         (
+            "repair on NATS",
+            ("[stream]", "[target]\nkind = \"nats\"\nrepair = true\n\n[stream]"),
+            &[":7:", "target.repair is a reference-node option", "fix: remove target.repair"],
+        ),
+        (
+            "repair with trust-corrupt-log",
+            ("[stream]", "[target]\nbug = \"trust-corrupt-log\"\nrepair = true\n\n[stream]"),
+            &[":7:", "are alternatives", "fix: remove target.repair or target.bug"],
+        ),
+        (
             "power-loss keep_fraction out of range",
             ("kind = \"kill\"", "kind = \"power-loss\"\nkeep_fraction = 2.5"),
             &[":15:", "keep_fraction", "fix: set one of"],

@@ -6,6 +6,13 @@
 //! messages, then client answers. Batching is the group commit: every
 //! publish and every follower append that arrived together shares one fsync.
 //!
+//! A node repaired with `--repair` (the storage's catch-up marker exists) is
+//! a non-voting catch-up member: it grants no vote and starts no election
+//! until an AppendEntries call of its term's leader leaves it holding that
+//! leader's log through an entry of the leader's term and at least through
+//! the leader's commit index (see [`Core::check_caught_up`] and docs/node.md,
+//! "Repair").
+//!
 //! It does not touch sockets (see [`crate::net`]): events come in on a
 //! bounded channel and answers go out on per-connection channels, so a slow
 //! client or a blackholed peer never blocks the loop. The loop and the socket
@@ -137,6 +144,33 @@ fn raft_log(log: &LogState) -> Log {
     Log::new(ClusterConfig::new(), LogEntries::from_iter(LogPosition::ZERO, entries))
 }
 
+/// Checks that every entry is stored with the term its `Term` entries give
+/// it (noraft derives terms from them); a mismatch means a damaged data dir.
+fn check_terms(log: &LogState, raft: &Log) -> Result<(), String> {
+    for (p, _) in raft.entries().iter_with_positions() {
+        let stored = log.term_at(p.index.get()).expect("index in range");
+        if stored != p.term.get() {
+            return Err(format!(
+                "the log is inconsistent: entry {} is stored with term {stored} but its term entries say {}; \
+                 the data dir is damaged (restart with --repair to wipe the log and catch up without voting)",
+                p.index.get(),
+                p.term.get()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`Core::new`]'s check of recovered records, for `--repair` to run before
+/// it: an error means the log is damaged in a way the CRCs cannot see.
+pub fn check_log_terms(records: &[Record]) -> Result<(), String> {
+    let mut log = LogState::default();
+    for r in records {
+        log.push(r);
+    }
+    check_terms(&log, &raft_log(&log))
+}
+
 impl Core {
     /// Builds the node from recovered storage (writing the bootstrap cluster
     /// config as entry 1 on a fresh data dir).
@@ -169,17 +203,7 @@ impl Core {
             }
         }
         let raft = raft_log(&log);
-        for (p, _) in raft.entries().iter_with_positions() {
-            let stored = log.term_at(p.index.get()).expect("index in range");
-            if stored != p.term.get() {
-                return Err(format!(
-                    "the log is inconsistent: entry {} is stored with term {stored} but its term entries say {}; \
-                     the data dir is damaged (wipe it so the node rejoins empty)",
-                    p.index.get(),
-                    p.term.get()
-                ));
-            }
-        }
+        check_terms(&log, &raft)?;
         let voted_for = meta.voted_for.map(NodeId::new);
         let node = Node::restart(NodeId::new(id), Term::new(meta.term), voted_for, raft);
         let now = Instant::now();
@@ -251,8 +275,16 @@ impl Core {
             term = self.meta.term,
             last_index = self.log.last_index(),
             last_seq = self.log.last_seq(),
+            catching_up = self.storage.catching_up(),
             "node started"
         );
+        if self.storage.catching_up() {
+            tracing::warn!(
+                node = %self.opts.name,
+                "catching up after --repair: this node grants no vote and starts no election until it holds the \
+                 leader's committed log"
+            );
+        }
         self.process_actions();
         let mut batch = Vec::with_capacity(BATCH_EVENTS_MAX);
         loop {
@@ -330,6 +362,20 @@ impl Core {
         let from = wire::sender(&msg);
         if from == self.id || from == 0 || from as usize > self.opts.names.len() {
             tracing::warn!(from, "dropped a peer message from an unknown node id");
+            return;
+        }
+        if let WireMessage::VoteCall { term, last, .. } = &msg
+            && self.storage.catching_up()
+        {
+            // Dropped unanswered, as a lost message: a vote from a node that
+            // may lack committed entries could elect a leader missing them.
+            tracing::info!(
+                node = %self.opts.name,
+                candidate = %self.name_of(from),
+                term,
+                candidate_last = ?last,
+                "not voting: catching up after --repair"
+            );
             return;
         }
         match &msg {
@@ -417,6 +463,43 @@ impl Core {
             raft_last,
             "after an AppendEntries call the stored log ends where noraft's does"
         );
+        if let WireMessage::AppendCall { term, commit, .. } = &msg
+            && self.storage.catching_up()
+        {
+            self.check_caught_up(from, *term, *commit);
+        }
+    }
+
+    /// Ends a repaired node's catch-up once the AppendEntries call it just
+    /// handled (from `from`, in `term`, with the leader's `commit`) leaves it
+    /// holding the leader's log through an entry of the leader's term and
+    /// through `commit`. Why that is enough (docs/node.md, "Repair"): the
+    /// repair moved this node's term past every term it acted in before the
+    /// wipe, so the leader was elected without it and holds every entry
+    /// committed in earlier terms, all of which precede the leader's first
+    /// entry of its own term; an entry of the leader's term can only have
+    /// come from the leader, so (Raft's log matching) this log equals the
+    /// leader's up to its end. Entries committed later in the term are
+    /// counted on real answers of this node, as for any follower.
+    fn check_caught_up(&mut self, from: u64, term: u64, commit: u64) {
+        let current = self.node.current_term().get();
+        let last = self.log.last_index();
+        if term != current || self.log.term_at(last) != Some(current) || last < commit {
+            return;
+        }
+        assert!(!self.node.role().is_leader(), "a catch-up member never leads");
+        if let Err(e) = self.storage.finish_catch_up() {
+            fatal(e);
+        }
+        tracing::info!(
+            node = %self.opts.name,
+            leader = %self.name_of(from),
+            term,
+            last_index = last,
+            leader_commit = commit,
+            "caught up after --repair: holds the leader's log through its term's entries and its commit index; \
+             voting again"
+        );
     }
 
     /// Does the storage part of noraft's queued actions now, in their order:
@@ -488,10 +571,12 @@ impl Core {
         match req.body {
             RequestBody::Status => {
                 let role = match self.node.role() {
+                    _ if self.storage.catching_up() => Role::Learner,
                     noraft::Role::Leader => Role::Leader,
                     noraft::Role::Follower => Role::Follower,
                     noraft::Role::Candidate => Role::Candidate,
                 };
+                let catch_up = if self.storage.catching_up() { "; catching up after --repair, not voting" } else { "" };
                 let status = NodeStatus {
                     name: self.opts.name.clone(),
                     role,
@@ -500,7 +585,7 @@ impl Core {
                     commit_index: self.commit_index(),
                     last_seq: self.log.last_seq(),
                     healthy: true,
-                    detail: Some(format!("last_index {} sync {}", self.log.last_index(), self.opts.sync)),
+                    detail: Some(format!("last_index {} sync {}{catch_up}", self.log.last_index(), self.opts.sync)),
                 };
                 reply.send(ResponseBody::Status { status });
             }
@@ -618,7 +703,11 @@ impl Core {
 
     fn timers(&mut self) {
         let now = Instant::now();
-        if now >= self.election_deadline {
+        if now >= self.election_deadline && self.storage.catching_up() {
+            // A catch-up member starts no election: it waits for a leader.
+            assert!(!self.node.role().is_leader(), "a catch-up member never leads");
+            self.election_deadline = now + self.opts.election_timeout_min;
+        } else if now >= self.election_deadline {
             // noraft: a leader heartbeats, others start an election. Either
             // way it asks for a new timeout, which resets the deadline.
             self.node.handle_election_timeout();

@@ -1,6 +1,7 @@
 //! `jetsam-node`: one process per node of the reference replicated stream
 //! (docs/node.md). Parses the command line, recovers the data dir (stopping
-//! with a non-zero exit on corruption), binds its listeners, starts the
+//! with a non-zero exit on corruption, or with `--repair` wiping a damaged
+//! log to catch up without voting), binds its listeners, starts the
 //! event loop and the socket tasks on one thread (a current-thread tokio
 //! runtime), and turns SIGTERM/SIGINT into a
 //! clean shutdown (final fsync, exit 0).
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use jetsam_core::exit;
-use jetsam_node::core::{Core, Event, Options};
-use jetsam_node::storage::Storage;
+use jetsam_node::core::{Core, Event, Options, check_log_terms};
+use jetsam_node::storage::{self, Recovered, Storage, StorageError};
 use jetsam_node::{Bugs, KNOWN_BUGS, SyncPolicy, net};
 
 /// Bound of the event loop's input queue (client requests and peer messages).
@@ -52,11 +53,59 @@ struct Args {
     /// A publish not committed within this many milliseconds is answered as a timeout (indefinite).
     #[arg(long, default_value_t = 10_000)]
     pending_timeout_ms: u64,
+    /// On a damaged log, wipe it (keeping the term/vote file) and rejoin as a non-voting member until caught up.
+    #[arg(long)]
+    repair: bool,
 }
 
 fn usage(message: String) -> ! {
     eprintln!("error: {message}\n\nFor more information, try '--help'.");
     std::process::exit(exit::BAD_INPUT);
+}
+
+/// Exits with the environment code after logging `message` (fail-stop).
+fn stop(message: impl std::fmt::Display) -> ! {
+    tracing::error!("{message}");
+    std::process::exit(exit::ENVIRONMENT);
+}
+
+/// Opens the data dir. Damage stops the node, unless `repair` is set: then
+/// the log is wiped ([`storage::repair`]) and opened again, empty and marked
+/// as catching up. A damaged term/vote file stops the node either way.
+fn recover(args: &Args, bugs: Bugs) -> (Storage, Recovered) {
+    let open = || Storage::open(&args.data_dir, bugs.trust_corrupt_log, bugs.ack_before_write);
+    let damage = match open() {
+        Ok((storage, recovered)) if !args.repair => return (storage, recovered),
+        // Core::new runs this check too; with --repair it runs first, so a
+        // log damaged in a way the CRCs cannot see is repaired as well.
+        Ok((storage, recovered)) => match check_log_terms(&recovered.records) {
+            Ok(()) => return (storage, recovered),
+            Err(e) => e,
+        },
+        Err(StorageError::Corrupt { file, offset, detail }) if args.repair => {
+            format!("corrupt data in {} at offset {offset}: {detail}", file.display())
+        }
+        Err(e) => stop(e),
+    };
+    tracing::warn!("recovery found damage: {damage}; --repair: wiping the log and rejoining as a non-voting member");
+    match storage::repair(&args.data_dir, &damage) {
+        Ok(r) => tracing::warn!(
+            removed = ?r.removed,
+            term_before = r.old.term,
+            term_after = r.new.term,
+            "--repair: removed {} segment file(s); term moved on by one with no vote, so this node never votes \
+             twice in a term; catching up from the leader before voting again",
+            r.removed.len()
+        ),
+        Err(e) => stop(e),
+    }
+    match open() {
+        Ok((storage, recovered)) => {
+            assert!(recovered.catching_up && recovered.records.is_empty(), "a repaired log opens empty and marked");
+            (storage, recovered)
+        }
+        Err(e) => stop(e),
+    }
 }
 
 fn main() {
@@ -81,6 +130,13 @@ fn main() {
             usage(e);
         }
     }
+    if args.repair && bugs.trust_corrupt_log {
+        usage(
+            "--repair and --bug trust-corrupt-log are alternatives (repair wipes a damaged log, the bug keeps \
+               its undamaged prefix and votes); pass one of them"
+                .into(),
+        );
+    }
     let mut peer_addrs: BTreeMap<String, SocketAddr> = BTreeMap::new();
     for spec in &args.peers {
         let Some((name, addr)) = spec.split_once('=') else {
@@ -104,13 +160,7 @@ fn main() {
         usage(format!("a cluster has 1, 3 or 5 nodes; this one has {} ({names:?})", names.len()));
     }
 
-    let (storage, recovered) = match Storage::open(&args.data_dir, bugs.trust_corrupt_log, bugs.ack_before_write) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!("{e}");
-            std::process::exit(exit::ENVIRONMENT);
-        }
-    };
+    let (storage, recovered) = recover(&args, bugs);
     for note in &recovered.notes {
         tracing::warn!("recovery: {note}");
     }
@@ -121,6 +171,8 @@ fn main() {
         known_bugs = ?KNOWN_BUGS,
         records = recovered.records.len(),
         term = recovered.meta.term,
+        catching_up = recovered.catching_up,
+        repair = args.repair,
         "recovered data dir {}",
         args.data_dir.display()
     );

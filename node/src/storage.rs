@@ -1,13 +1,17 @@
 //! The node's durable state: segment files of CRC-checked log records under
-//! `<data>/log/` and the Raft term and vote in `<data>/meta`.
+//! `<data>/log/`, the Raft term and vote in `<data>/meta`, and the catch-up
+//! marker `<data>/catch-up` of a node repaired with `--repair`.
 //!
 //! What it does: appends records with one `pwrite(2)` per batch (so the
 //! page cache holds them at once), fsyncs on request (`fdatasync`), cuts the
 //! log back for Raft's suffix overwrites, and on open scans every segment,
 //! cutting off a torn record at the very tail and refusing (fail-stop) on a
-//! bad CRC anywhere else. What it does not: decide when to fsync (the sync
-//! policy lives in the event loop), interpret commands, or use mmap or
-//! io_uring (the power-loss tracer must see every write).
+//! bad CRC anywhere else. [`repair`] wipes a damaged log (keeping an intact
+//! term/vote file, moved one term on) and leaves the catch-up marker, which
+//! [`Storage::finish_catch_up`] removes. What it does not: decide when to
+//! fsync (the sync policy lives in the event loop), decide when a repaired
+//! node has caught up (the event loop does), interpret commands, or use mmap
+//! or io_uring (the power-loss tracer must see every write).
 //!
 //! Record layout (little-endian): `u32 body_len | u32 crc32c(body_len bytes) |
 //! u32 crc32c(body) | body`, the body being the JSON of [`Record`]. The
@@ -31,6 +35,10 @@ pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
 pub const RECORD_HEADER_BYTES: usize = 12;
 /// A larger body length is corruption (no legitimate record is that big).
 pub const RECORD_BODY_BYTES_MAX: usize = 64 << 20;
+/// Name of the catch-up marker in the data dir: while it exists the node is
+/// a non-voting catch-up member (docs/node.md, "Repair"). Its existence is
+/// the state; its content only says why, for people.
+pub const CATCH_UP_FILE: &str = "catch-up";
 
 /// One Raft log entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,9 +67,15 @@ pub enum Entry {
 pub enum StorageError {
     #[error(
         "failed to recover: corrupt data in {file} at offset {offset}: {detail}; the node stops rather than serve or \
-         vote with damaged data (restore the data dir from a healthy replica, or wipe it so the node rejoins empty)"
+         vote with damaged data (restore the data dir from a healthy replica, or restart with --repair to wipe the \
+         log and catch up without voting)"
     )]
     Corrupt { file: PathBuf, offset: u64, detail: String },
+    #[error(
+        "failed to repair {file}: {detail}; without an intact term/vote file the node could vote twice in one term, \
+         so it stops (restore the whole data dir from a healthy replica while both are stopped)"
+    )]
+    RepairRefused { file: PathBuf, detail: String },
     #[error("failed to {action} {path}: {source}; check the data dir's permissions and free space")]
     Io {
         action: &'static str,
@@ -89,6 +103,19 @@ pub struct Recovered {
     pub records: Vec<Record>,
     /// What recovery cut off or repaired, for the log (one line each).
     pub notes: Vec<String>,
+    /// The catch-up marker exists: the node was repaired and has not caught up yet.
+    pub catching_up: bool,
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    /// The term/vote found (intact).
+    pub old: Meta,
+    /// The term/vote saved instead: one term later, no vote.
+    pub new: Meta,
+    /// Segment files removed, last first.
+    pub removed: Vec<PathBuf>,
 }
 
 struct Segment {
@@ -118,6 +145,8 @@ pub struct Storage {
     buffer: Vec<u8>,
     /// A new segment starts once the active one reaches this size.
     segment_bytes_max: u64,
+    /// The catch-up marker exists (see [`CATCH_UP_FILE`]).
+    catching_up: bool,
 }
 
 pub fn encode_record(record: &Record, out: &mut Vec<u8>) {
@@ -244,6 +273,7 @@ impl Storage {
             defer_writes,
             buffer: Vec::new(),
             segment_bytes_max: SEGMENT_BYTES_MAX,
+            catching_up: catch_up_marker_exists(dir)?,
         };
         let mut records = Vec::new();
         let count = names.len();
@@ -323,7 +353,8 @@ impl Storage {
             storage.segments.push(Segment { path, file, bytes: good_bytes });
         }
         // An empty trailing segment (its first record was torn away) is harmless: appends continue in it.
-        Ok((storage, Recovered { meta, records, notes }))
+        let catching_up = storage.catching_up;
+        Ok((storage, Recovered { meta, records, notes, catching_up }))
     }
 
     /// Changes the size at which segments roll over (the default is
@@ -434,17 +465,103 @@ impl Storage {
     /// Saves term and vote durably (write a temp file, fsync, rename, fsync
     /// the directory), whatever the sync policy.
     pub fn save_meta(&mut self, meta: Meta) -> Result<(), StorageError> {
-        let tmp = self.dir.join("meta.tmp");
-        let path = self.dir.join("meta");
-        let body = serde_json::to_vec(&meta).expect("meta serializes");
-        let mut bytes = crc32c::crc32c(&body).to_le_bytes().to_vec();
-        bytes.extend_from_slice(&body);
-        let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        file.write_all(&bytes).map_err(io_err("write", &tmp))?;
-        file.sync_all().map_err(io_err("fsync", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
-        fsync_dir(&self.dir)
+        write_meta(&self.dir, meta)
     }
+
+    /// True while the catch-up marker exists (the node was repaired and has
+    /// not caught up with a leader yet): the event loop must not vote.
+    pub fn catching_up(&self) -> bool {
+        self.catching_up
+    }
+
+    /// Ends the catch-up: fsyncs every appended record (the node now holds
+    /// the leader's committed log durably), then removes the marker and
+    /// fsyncs the directory, so a restart after this point votes again and
+    /// one before it still catches up.
+    pub fn finish_catch_up(&mut self) -> Result<(), StorageError> {
+        assert!(self.catching_up, "finish_catch_up on a node that is not catching up");
+        self.sync()?;
+        let path = self.dir.join(CATCH_UP_FILE);
+        fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        fsync_dir(&self.dir)?;
+        self.catching_up = false;
+        Ok(())
+    }
+}
+
+/// Writes a small file durably: a temp file, fsync, rename, directory fsync.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    file.write_all(bytes).map_err(io_err("write", &tmp))?;
+    file.sync_all().map_err(io_err("fsync", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+    fsync_dir(dir)
+}
+
+fn write_meta(dir: &Path, meta: Meta) -> Result<(), StorageError> {
+    let body = serde_json::to_vec(&meta).expect("meta serializes");
+    let mut bytes = crc32c::crc32c(&body).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&body);
+    write_durably(dir, "meta", &bytes)
+}
+
+fn catch_up_marker_exists(dir: &Path) -> Result<bool, StorageError> {
+    let path = dir.join(CATCH_UP_FILE);
+    match fs::symlink_metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::Io { action: "look for", path, source: e }),
+    }
+}
+
+/// `--repair`: wipes the log of a data dir whose log is damaged, so the
+/// node restarts empty as a non-voting catch-up member. `damage` says what
+/// was found (it goes into the marker, for people).
+///
+/// Steps, each durable before the next, so a crash anywhere leaves either a
+/// damaged log (refused again, or repaired again with `--repair`) or a
+/// marked, possibly shorter, log that catches up without voting:
+/// 1. the catch-up marker;
+/// 2. the term/vote file, one term later and with no vote: the node has
+///    voted in no term above the one it held, so it can never vote twice in
+///    a term, and a leader of the old term (which may still count this
+///    node's acknowledgements from before the wipe) learns the higher term
+///    from its first reply and steps down (docs/node.md, "Repair");
+/// 3. the segment files, last first, then the log directory's fsync.
+///
+/// Refuses ([`StorageError::RepairRefused`]) when the term/vote file itself
+/// is damaged: the node would not know in which terms it already voted.
+pub fn repair(dir: &Path, damage: &str) -> Result<Repaired, StorageError> {
+    let old = match read_meta(dir) {
+        Ok(meta) => meta,
+        Err(StorageError::Corrupt { file, detail, .. }) => return Err(StorageError::RepairRefused { file, detail }),
+        Err(e) => return Err(e),
+    };
+    let new = Meta { term: old.term + 1, voted_for: None };
+    let marker = serde_json::json!({ "repaired": damage, "term_before": old.term, "term_after": new.term });
+    let mut text = serde_json::to_vec_pretty(&marker).expect("marker serializes");
+    text.push(b'\n');
+    write_durably(dir, CATCH_UP_FILE, &text)?;
+    write_meta(dir, new)?;
+    let log_dir = dir.join("log");
+    let mut removed = Vec::new();
+    if log_dir.exists() {
+        for item in fs::read_dir(&log_dir).map_err(io_err("list", &log_dir))? {
+            let path = item.map_err(io_err("list", &log_dir))?.path();
+            if path.extension().is_some_and(|x| x == "seg") {
+                removed.push(path);
+            }
+        }
+        removed.sort();
+        removed.reverse();
+        for path in &removed {
+            fs::remove_file(path).map_err(io_err("remove", path))?;
+        }
+        fsync_dir(&log_dir)?;
+    }
+    Ok(Repaired { old, new, removed })
 }
 
 fn read_meta(dir: &Path) -> Result<Meta, StorageError> {
@@ -648,6 +765,64 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let err = Storage::open(dir.path(), false, false).err().expect("corrupt meta must stop the node");
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    }
+
+    /// Flips a body byte of the second of three records (corruption, not a torn tail).
+    fn damaged_dir_with_meta(meta: Meta) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = write_records(dir.path(), 3);
+        write_meta(dir.path(), meta).unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        let (found, _) = scan_segment(&bytes);
+        bytes[found[1].0 as usize + RECORD_HEADER_BYTES + 2] ^= 0x20;
+        fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(Storage::open(dir.path(), false, false), Err(StorageError::Corrupt { .. })));
+        (dir, seg)
+    }
+
+    #[test]
+    fn repair_wipes_the_log_moves_the_term_on_and_marks_catch_up_until_finished() {
+        let (dir, seg) = damaged_dir_with_meta(Meta { term: 7, voted_for: Some(2) });
+        let repaired = repair(dir.path(), "test damage").unwrap();
+        assert_eq!(repaired.old, Meta { term: 7, voted_for: Some(2) });
+        assert_eq!(repaired.new, Meta { term: 8, voted_for: None }, "one term on, no vote");
+        assert_eq!(repaired.removed, vec![seg.clone()]);
+        assert!(!seg.exists());
+        let marker = fs::read_to_string(dir.path().join(CATCH_UP_FILE)).unwrap();
+        assert!(marker.contains("test damage") && marker.contains("\"term_before\": 7"), "{marker}");
+
+        let (mut s, r) = Storage::open(dir.path(), false, false).unwrap();
+        assert!(r.catching_up && s.catching_up() && r.records.is_empty());
+        assert_eq!(r.meta, Meta { term: 8, voted_for: None });
+        s.append(&[rec(1)]).unwrap();
+        drop(s);
+        // A restart before the end of the catch-up is still catching up.
+        let (mut s, r) = Storage::open(dir.path(), false, false).unwrap();
+        assert!(r.catching_up && r.records.len() == 1);
+        s.append(&[rec(2)]).unwrap();
+        s.finish_catch_up().unwrap();
+        assert!(!s.catching_up() && !dir.path().join(CATCH_UP_FILE).exists());
+        drop(s);
+        let (_, r) = Storage::open(dir.path(), false, false).unwrap();
+        assert!(!r.catching_up);
+        assert_eq!(r.records, vec![rec(1), rec(2)], "finish_catch_up made the appended records durable");
+    }
+
+    #[test]
+    fn repair_refuses_a_damaged_term_vote_file_and_leaves_everything_as_it_was() {
+        let (dir, seg) = damaged_dir_with_meta(Meta { term: 3, voted_for: Some(1) });
+        let meta_path = dir.path().join("meta");
+        let mut meta = fs::read(&meta_path).unwrap();
+        let last = meta.len() - 2;
+        meta[last] ^= 0x02;
+        fs::write(&meta_path, &meta).unwrap();
+        let before = fs::read(&seg).unwrap();
+        let err = repair(dir.path(), "test damage").err().expect("a damaged term/vote file refuses the repair");
+        assert!(matches!(&err, StorageError::RepairRefused { file, .. } if *file == meta_path), "{err}");
+        assert!(err.to_string().contains("vote twice"), "{err}");
+        assert_eq!(fs::read(&seg).unwrap(), before, "the log is left for inspection");
+        assert_eq!(fs::read(&meta_path).unwrap(), meta);
+        assert!(!dir.path().join(CATCH_UP_FILE).exists());
     }
 
     #[test]

@@ -513,6 +513,9 @@ impl Target for NodeTarget {
             args.push("--bug".into());
             args.push(bug.clone());
         }
+        if scenario.target.repair {
+            args.push("--repair".into());
+        }
         Ok(CommandSpec { program: self.binary.clone(), args, env: BTreeMap::new() })
     }
 
