@@ -9,15 +9,21 @@
 //! below the queued one. noraft merged the two appends and hit its
 //! `debug_assert!(self.contains(entries.prev_position))` (log.rs:616); a
 //! release build garbled the merged append instead.
+//!
+//! Also the `--repair` catch-up member: a node whose damaged log was wiped
+//! grants no vote and starts no election until an AppendEntries call of its
+//! term's leader leaves it holding that leader's log through an entry of the
+//! leader's term and through the leader's commit index; the state survives
+//! a restart.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jetsam_core::proto::{ErrorCode, Request, RequestBody, Response, ResponseBody, StreamConfig};
+use jetsam_core::proto::{ErrorCode, NodeStatus, Request, RequestBody, Response, ResponseBody, Role, StreamConfig};
 use jetsam_node::command::Command;
 use jetsam_node::core::{Core, Event, Options, Reply};
-use jetsam_node::storage::{Entry, Meta, Record, Storage};
+use jetsam_node::storage::{self, CATCH_UP_FILE, Entry, Meta, Record, Storage};
 use jetsam_node::wire::WireMessage;
 use jetsam_node::{Bugs, SyncPolicy};
 use tokio::sync::{Semaphore, mpsc};
@@ -37,10 +43,19 @@ struct Harness {
     next_req_id: u64,
 }
 
+/// Long timers: after the first turn nothing happens unless the test sends it.
+const SLOW: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(120));
+/// Short timers (heartbeat, shortest election timeout), for tests that let elections come due.
+const FAST: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(40));
+
 impl Harness {
     fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (storage, recovered) = Storage::open(dir.path(), false, false).expect("open an empty data dir");
+        Harness::open(tempfile::tempdir().expect("temp dir"), SLOW)
+    }
+
+    /// n1 on `dir` as it is (a restart when the dir was used before).
+    fn open(dir: tempfile::TempDir, (heartbeat, election_timeout_min): (Duration, Duration)) -> Harness {
+        let (storage, recovered) = Storage::open(dir.path(), false, false).expect("open n1's data dir");
         let mut peers = BTreeMap::new();
         let mut to_peers = BTreeMap::new();
         for id in [2, 3] {
@@ -53,9 +68,8 @@ impl Harness {
             names: vec!["n1".into(), "n2".into(), "n3".into()],
             sync: SyncPolicy::Always,
             bugs: Bugs::default(),
-            // Long timers: after the first turn nothing happens unless the test sends it.
-            heartbeat: Duration::from_secs(60),
-            election_timeout_min: Duration::from_secs(120),
+            heartbeat,
+            election_timeout_min,
             pending_timeout: Duration::from_secs(60),
         };
         let core = Core::new(opts, storage, recovered.meta, recovered.records, peers).expect("core starts");
@@ -72,6 +86,30 @@ impl Harness {
 
     fn publish(&mut self, id: &str) -> Event {
         self.client(RequestBody::Publish { stream: STREAM.into(), id: id.into(), payload: vec![7; 16] })
+    }
+
+    /// Stops n1 (drops its event loop) and hands back its data dir.
+    fn into_dir(self) -> tempfile::TempDir {
+        self.dir
+    }
+
+    /// Turns the loop with no events for `span`, as an idle event loop does,
+    /// so that its election timer comes due several times.
+    fn idle(&mut self, span: Duration) {
+        let end = std::time::Instant::now() + span;
+        while std::time::Instant::now() < end {
+            self.core.turn([]);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn status(&mut self) -> NodeStatus {
+        let ask = self.client(RequestBody::Status);
+        self.core.turn([ask]);
+        match self.answers().into_values().next() {
+            Some(ResponseBody::Status { status }) => status,
+            other => panic!("status answers a status: {other:?}"),
+        }
     }
 
     fn sent_to(&mut self, peer: u64) -> Vec<WireMessage> {
@@ -189,4 +227,143 @@ fn a_resumed_leader_truncates_then_appends_in_one_batch() {
     let answers = h.answers();
     assert_eq!(answers.len(), 2, "{answers:?}");
     assert!(answers.values().all(is_not_leader), "{answers:?}");
+}
+
+/// n1's data dir as `--repair` leaves it: n1 had a log of term 1 and was in
+/// term 2 having voted for n2; its log was found damaged and wiped.
+fn repaired_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut s, _) = Storage::open(dir.path(), false, false).expect("open");
+    let config = Entry::Config { voters: vec![1, 2, 3], new_voters: vec![], non_voters: vec![] };
+    s.append(&[
+        Record { index: 1, term: 0, entry: config },
+        Record { index: 2, term: 1, entry: Entry::Term(1) },
+        Record { index: 3, term: 1, entry: create() },
+    ])
+    .expect("append");
+    s.sync().expect("sync");
+    s.save_meta(Meta { term: 2, voted_for: Some(2) }).expect("meta");
+    drop(s);
+    let repaired = storage::repair(dir.path(), "test damage").expect("repair");
+    assert_eq!(repaired.new, Meta { term: 3, voted_for: None }, "the repair moves the term on by one, no vote");
+    dir
+}
+
+fn create() -> Entry {
+    Entry::Cmd(Command::CreateStream { config: StreamConfig { name: STREAM.into(), replicas: 3, consistency: None } })
+}
+
+/// n2 leads term 4 with the log `1: config, 2: Term(1), 3: create, 4:
+/// Term(4), 5: publish`. Its first call to n1 ships entries 2 and 3 with a
+/// commit index of 3 (entries of earlier terms; a new leader's commit index
+/// can lag what it holds).
+fn leader_call_old_entries() -> WireMessage {
+    WireMessage::AppendCall { from: 2, term: 4, commit: 3, prev: (0, 1), entries: vec![Entry::Term(1), create()] }
+}
+
+/// n2's next calls: its Term(4) entry (commit 5 is past it), then the publish.
+fn leader_calls_rest() -> [WireMessage; 2] {
+    [
+        WireMessage::AppendCall { from: 2, term: 4, commit: 5, prev: (1, 3), entries: vec![Entry::Term(4)] },
+        WireMessage::AppendCall {
+            from: 2,
+            term: 4,
+            commit: 5,
+            prev: (4, 4),
+            entries: vec![Entry::Cmd(Command::Publish { id: "x".into(), payload: vec![1] })],
+        },
+    ]
+}
+
+fn vote_calls(msgs: &[WireMessage]) -> Vec<&WireMessage> {
+    msgs.iter().filter(|m| matches!(m, WireMessage::VoteCall { .. })).collect()
+}
+
+fn vote_replies(msgs: &[WireMessage]) -> Vec<&WireMessage> {
+    msgs.iter().filter(|m| matches!(m, WireMessage::VoteReply { .. })).collect()
+}
+
+/// Asserts n1 is still a catch-up member: no election for several timeouts,
+/// no vote for a candidate with a better log in a higher term, status
+/// `learner`, the marker on disk.
+fn assert_catching_up(h: &mut Harness, candidate_term: u64) {
+    let term_before = h.stored().0.term;
+    h.idle(Duration::from_millis(300));
+    let sent: Vec<WireMessage> = [2, 3].into_iter().flat_map(|p| h.sent_to(p)).collect();
+    assert!(vote_calls(&sent).is_empty(), "a catch-up member starts no election: {sent:?}");
+    let ask = WireMessage::VoteCall { from: 3, term: candidate_term, last: (9, 99) };
+    h.core.turn([Event::Peer(ask)]);
+    let replies = h.sent_to(3);
+    assert!(vote_replies(&replies).is_empty(), "a catch-up member grants no vote: {replies:?}");
+    assert_eq!(h.stored().0.term, term_before, "nor takes the candidate's term");
+    let status = h.status();
+    assert_eq!(status.role, Role::Learner, "{status:?}");
+    assert!(status.detail.as_deref().is_some_and(|d| d.contains("catching up")), "{status:?}");
+    assert!(h.dir.path().join(CATCH_UP_FILE).exists());
+}
+
+/// Asserts n1 campaigns and votes again.
+fn assert_voting(h: &mut Harness) {
+    assert!(!h.dir.path().join(CATCH_UP_FILE).exists(), "the catch-up marker is gone");
+    // No leader heartbeats: n1's election timer comes due and it campaigns.
+    h.idle(Duration::from_millis(300));
+    let sent = h.sent_to(2);
+    assert!(
+        vote_calls(&sent).iter().any(|m| matches!(m, WireMessage::VoteCall { from: 1, .. })),
+        "n1 starts elections again: {sent:?}"
+    );
+    let candidate_term = h.stored().0.term + 10;
+    let ask = WireMessage::VoteCall { from: 3, term: candidate_term, last: (9, 99) };
+    h.core.turn([Event::Peer(ask)]);
+    let replies = h.sent_to(3);
+    assert!(
+        replies.contains(&WireMessage::VoteReply { from: 1, term: candidate_term, granted: true }),
+        "n1 votes for a candidate with a better log: {replies:?}"
+    );
+}
+
+#[test]
+fn a_catching_up_node_neither_votes_nor_campaigns_until_it_holds_the_leaders_log() {
+    let mut h = Harness::open(repaired_dir(), FAST);
+    assert_eq!(h.stored(), (Meta { term: 3, voted_for: None }, h.stored().1));
+    assert_catching_up(&mut h, 5);
+
+    // n1 now holds n2's log up to n2's commit index 3, but none of term 4:
+    // entries committed in earlier terms may lie beyond (up to n2's Term(4)).
+    h.core.turn([Event::Peer(leader_call_old_entries())]);
+    assert!(h.sent_to(2).contains(&WireMessage::AppendReply { from: 1, term: 4, last: (1, 3) }));
+    assert_catching_up(&mut h, 6);
+
+    // Holding n2's Term(4) entry but not its commit index 5: still catching up.
+    let [term_entry, publish] = leader_calls_rest();
+    h.core.turn([Event::Peer(term_entry)]);
+    assert!(h.sent_to(2).contains(&WireMessage::AppendReply { from: 1, term: 4, last: (4, 4) }));
+    assert_catching_up(&mut h, 7);
+
+    h.core.turn([Event::Peer(publish)]);
+    assert!(h.sent_to(2).contains(&WireMessage::AppendReply { from: 1, term: 4, last: (4, 5) }));
+    assert_eq!(h.status().role, Role::Follower);
+    assert_eq!(h.stored().1.len(), 5, "n1 holds n2's whole log");
+    assert_voting(&mut h);
+}
+
+#[test]
+fn the_catch_up_survives_a_restart() {
+    let mut h = Harness::open(repaired_dir(), FAST);
+    h.core.turn([Event::Peer(leader_call_old_entries())]);
+    let dir = h.into_dir();
+
+    // Restarted mid-catch-up (as after a crash): still not voting.
+    let mut h = Harness::open(dir, FAST);
+    let (meta, records) = h.stored();
+    assert_eq!((meta, records.len()), (Meta { term: 4, voted_for: Some(2) }, 3), "n1 kept what it caught up");
+    assert_catching_up(&mut h, 9);
+    h.core.turn(leader_calls_rest().map(Event::Peer));
+    assert_eq!(h.status().role, Role::Follower);
+    let dir = h.into_dir();
+
+    // Restarted after the catch-up: a voting member.
+    let mut h = Harness::open(dir, FAST);
+    assert_eq!(h.stored().1.len(), 5);
+    assert_voting(&mut h);
 }
