@@ -817,7 +817,7 @@ mod tests {
         meta[last] ^= 0x02;
         fs::write(&meta_path, &meta).unwrap();
         let before = fs::read(&seg).unwrap();
-        let err = repair(dir.path(), "test damage").err().expect("a damaged term/vote file refuses the repair");
+        let err = repair(dir.path(), "test damage").expect_err("a damaged term/vote file refuses the repair");
         assert!(matches!(&err, StorageError::RepairRefused { file, .. } if *file == meta_path), "{err}");
         assert!(err.to_string().contains("vote twice"), "{err}");
         assert_eq!(fs::read(&seg).unwrap(), before, "the log is left for inspection");

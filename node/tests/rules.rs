@@ -173,3 +173,15 @@ fn bad_sync_value_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(jetsam_core::exit::BAD_INPUT));
     assert!(String::from_utf8_lossy(&out.stderr).contains("always"));
 }
+
+#[test]
+fn repair_with_trust_corrupt_log_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jetsam-node"))
+        .args(["--name", "n1", "--data-dir", "/nonexistent/never-created", "--repair"])
+        .args(["--client-addr", "127.0.0.1:1", "--peer-addr", "127.0.0.1:1", "--bug", "trust-corrupt-log"])
+        .output()
+        .expect("run jetsam-node");
+    assert_eq!(out.status.code(), Some(jetsam_core::exit::BAD_INPUT));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alternatives"));
+    assert!(!std::path::Path::new("/nonexistent/never-created").exists());
+}

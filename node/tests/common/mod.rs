@@ -1,6 +1,7 @@
 //! Test cluster of real `jetsam-node` processes on free loopback ports,
 //! started through `NodeTarget::command` exactly as the controller would.
 //! Every child is SIGKILLed when the cluster is dropped, even on panic.
+//! Also the load and read-back helpers the multi-process tests share.
 
 #![allow(dead_code)]
 
@@ -8,11 +9,12 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jetsam_core::scenario::Scenario;
 use jetsam_targets::node::NodeTarget;
-use jetsam_targets::{NodeSpec, Target};
+use jetsam_targets::{NodeSpec, PublishOutcome, Publisher, Target};
 
 /// A free loopback port below the kernel's ephemeral range (32768 and up
 /// here), so an outgoing connection of some other test can never take it
@@ -188,4 +190,59 @@ impl Cluster {
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// Publishes `count` messages from `clients` concurrent clients, ids
+/// `<client>-<k>` offset by `base`; returns acked id -> seq and the number of
+/// non-ok outcomes.
+pub async fn publish_load(c: &Cluster, clients: u32, count: u32, base: u32) -> (BTreeMap<String, u64>, usize) {
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let p: Arc<dyn Publisher> =
+            Arc::from(c.target.publisher(&c.scenario, &c.specs, client).await.expect("publisher"));
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut other = 0;
+            for k in 0..count / clients {
+                let id = format!("{client}-{}", base + k);
+                match tokio::time::timeout(Duration::from_secs(15), p.publish(id.clone(), vec![b'x'; 128])).await {
+                    Ok(PublishOutcome::Ok { seq, .. }) => acked.push((id, seq)),
+                    Ok(_) | Err(_) => other += 1,
+                }
+            }
+            (acked, other)
+        }));
+    }
+    let mut all = BTreeMap::new();
+    let mut other = 0;
+    for t in tasks {
+        let (acked, o) = t.await.expect("publisher task");
+        other += o;
+        for (id, seq) in acked {
+            assert!(all.insert(id, seq).is_none(), "an id is acked once");
+        }
+    }
+    (all, other)
+}
+
+/// Every node holds every acked id at its acked sequence, and all nodes hold the same stream.
+pub async fn assert_all_nodes_hold(c: &Cluster, acked: &BTreeMap<String, u64>) {
+    let mut first: Option<Vec<(u64, String)>> = None;
+    for spec in &c.specs {
+        let msgs = c.target.read_node(&c.scenario, spec).await.expect("read-local");
+        let by_seq: BTreeMap<u64, &str> = msgs.iter().map(|m| (m.seq, m.id.as_str())).collect();
+        for (id, seq) in acked {
+            assert_eq!(by_seq.get(seq).copied(), Some(id.as_str()), "{} lost acked {id} at seq {seq}", spec.name);
+        }
+        let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
+        assert!(seqs.iter().enumerate().all(|(i, s)| *s == i as u64 + 1), "{}: sequences are 1..n", spec.name);
+        let view: Vec<(u64, String)> = msgs.into_iter().map(|m| (m.seq, m.id)).collect();
+        match &first {
+            None => first = Some(view),
+            Some(f) => assert_eq!(f, &view, "{} diverges from {}", spec.name, c.specs[0].name),
+        }
+    }
+    let cluster = c.target.read_cluster(&c.scenario, &c.specs).await.expect("node offers a cluster view");
+    let cluster = cluster.expect("read through the leader");
+    assert_eq!(cluster.len(), first.expect("at least one node").len(), "cluster view has every committed message");
 }
