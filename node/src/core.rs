@@ -119,6 +119,11 @@ pub struct Core {
     /// (term, node id) of the leader this node last heard from.
     leader: Option<(u64, u64)>,
     leader_since: Instant,
+    /// This node led when the previous [`Core::process_actions`] ended. noraft
+    /// makes a candidate leader inside `handle_message`, before the batch's
+    /// actions, so a new leadership is noticed against this, not against the
+    /// role at the start of `process_actions`.
+    led: bool,
     /// Last time each peer answered this node as leader (check-quorum).
     contact: BTreeMap<u64, Instant>,
     /// Consecutive replies per follower that were behind its match index.
@@ -227,6 +232,7 @@ impl Core {
             next_bug_flush: now + BUG_FLUSH_INTERVAL,
             leader: None,
             leader_since: now,
+            led: false,
             contact: BTreeMap::new(),
             behind: BTreeMap::new(),
             committed: 0,
@@ -773,7 +779,7 @@ impl Core {
     }
 
     fn process_actions(&mut self) {
-        let was_leader = self.node.role().is_leader();
+        let was_leader = self.led;
         let mut outbox: Vec<(Option<u64>, noraft::Message)> = Vec::new();
         self.persist_queued();
         let wrote = std::mem::take(&mut self.appended);
@@ -800,7 +806,8 @@ impl Core {
             }
         }
         self.incoming.clear();
-        if self.node.role().is_leader() && !was_leader {
+        self.led = self.node.role().is_leader();
+        if self.led && !was_leader {
             tracing::info!(node = %self.opts.name, term = self.node.current_term().get(), "became leader");
             self.leader_since = Instant::now();
             self.contact.clear();

@@ -115,4 +115,10 @@ fn a_bit_flipped_follower_repairs_catches_up_and_votes_again() {
         c.target.wait_converged(&c.scenario, &c.specs, WAIT).await.expect("converged");
         assert_all_nodes_hold(&c, &acked).await;
     });
+    // Regression: a new leadership is noticed (and its check-quorum grace
+    // period starts) although noraft makes the node leader while it handles
+    // the deciding vote, before the batch's actions.
+    let new_leader = c.target.leader(&c.specs);
+    let new_leader = rt.block_on(new_leader).expect("a leader");
+    assert!(c.log(c.index_of(&new_leader)).contains("became leader"), "{}", c.log(c.index_of(&new_leader)));
 }
