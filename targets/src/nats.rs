@@ -27,6 +27,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The one stream jetsam creates.
@@ -55,6 +56,17 @@ const CREATE_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// on loopback), so long runs get proportionally longer.
 const READ_CLUSTER_BASE_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_CLUSTER_PER_MESSAGE_TIMEOUT: Duration = Duration::from_micros(100);
+/// The convergence wait gives up early when no node has named a stream
+/// leader for this long (and the counts stand still). nats-server's Raft
+/// waits 4-9 s (`minElectionTimeoutDefault`..`maxElectionTimeoutDefault`,
+/// server/raft.go) before it campaigns; after all nodes restart, the meta
+/// group elects first and the stream group after it. Measured on 2.12.1
+/// after #7564's coordinated power loss: stream leader 9.1-10.7 s after the
+/// restart (meta leader 4.1-6.2 s). 20 s covers one worst-case round of
+/// each (2 x 9 s) plus the answer.
+const NO_LEADER_GIVE_UP: Duration = Duration::from_secs(20);
+/// ... provided the per-node counts have not changed for this long.
+const NO_LEADER_COUNTS_STABLE: Duration = Duration::from_secs(5);
 /// Bound on the wait for a stream leader before the cluster read.
 const READ_CLUSTER_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on the wait for the next message of the ordered consumer.
@@ -317,14 +329,28 @@ pub fn render_config(scenario: &Scenario, node: &NodeSpec) -> Result<String, Tar
 /// last_seq)` of [`STREAM_NAME`], keyed by node name. Nodes that do not
 /// answer or hold no replica are left out.
 pub async fn jsz_counts(nodes: &[NodeSpec]) -> BTreeMap<String, (u64, u64, u64)> {
-    let mut counts = BTreeMap::new();
+    counts_from(&jsz_all(nodes).await)
+}
+
+/// Each answering node's `/jsz?accounts=true&streams=true`, keyed by node name.
+async fn jsz_all(nodes: &[NodeSpec]) -> BTreeMap<String, Value> {
+    let mut all = BTreeMap::new();
     for node in nodes {
-        if let Ok(jsz) = jsz(node, true).await
-            && let Some(detail) = stream_detail(&jsz)
-        {
+        if let Ok(jsz) = jsz(node, true).await {
+            all.insert(node.name.clone(), jsz);
+        }
+    }
+    all
+}
+
+/// [`jsz_counts`] from already fetched `/jsz` answers.
+fn counts_from(jszs: &BTreeMap<String, Value>) -> BTreeMap<String, (u64, u64, u64)> {
+    let mut counts = BTreeMap::new();
+    for (name, jsz) in jszs {
+        if let Some(detail) = stream_detail(jsz) {
             let state = &detail["state"];
             let field = |name: &str| state[name].as_u64().unwrap_or(0);
-            counts.insert(node.name.clone(), (field("messages"), field("first_seq"), field("last_seq")));
+            counts.insert(name.clone(), (field("messages"), field("first_seq"), field("last_seq")));
         }
     }
     counts
@@ -349,15 +375,46 @@ fn stream_detail(jsz: &Value) -> Option<&Value> {
         .find(|s| s["name"] == STREAM_NAME)
 }
 
-/// The stream's leader and whether every other replica is current, from one node's `/jsz`.
-fn stream_leader(jsz: &Value) -> Option<(String, bool)> {
+/// The stream leader one node's `/jsz` names, and whether that answer lists
+/// `peers` other replicas, all current (only the leader's own answer knows
+/// its followers' state). `None` when the node names no leader, or names one
+/// while it has no contact with a JetStream meta leader: a node restarted
+/// after a power loss reports itself stream leader (with no replicas listed)
+/// from its restored state until the meta group has elected, which is not
+/// a leader anyone can reach (measured on 2.12.1: each of three restarted
+/// nodes named itself for the ~4 s before the meta election).
+fn stream_leader(jsz: &Value, peers: usize) -> Option<(String, bool)> {
+    jsz["meta_cluster"]["leader"].as_str().filter(|l| !l.is_empty())?;
     let detail = stream_detail(jsz)?;
     let cluster = &detail["cluster"];
     let leader = cluster["leader"].as_str().filter(|l| !l.is_empty())?.to_string();
-    let current = cluster["replicas"]
-        .as_array()
-        .is_none_or(|replicas| replicas.iter().all(|r| r["current"].as_bool() == Some(true)));
+    let current = cluster["replicas"].as_array().is_some_and(|replicas| {
+        replicas.len() >= peers && replicas.iter().all(|r| r["current"].as_bool() == Some(true))
+    });
     Some((leader, current))
+}
+
+/// The stream leader and whether it sees every other replica as current,
+/// from the nodes' `/jsz` answers (`node_count` nodes in the cluster). The
+/// answer comes from the node that names itself leader; if no node answers
+/// for itself (e.g. the leader is paused or partitioned away), the leader
+/// the others name, not current.
+fn leader_from(jszs: &BTreeMap<String, Value>, node_count: usize) -> Option<(String, bool)> {
+    if node_count == 1 {
+        // A single node without a cluster block: its stream has no Raft group.
+        return jszs.iter().find(|(_, jsz)| stream_detail(jsz).is_some()).map(|(name, _)| (name.clone(), true));
+    }
+    let mut named = BTreeSet::new();
+    for (name, jsz) in jszs {
+        match stream_leader(jsz, node_count - 1) {
+            Some((leader, current)) if &leader == name => return Some((leader, current)),
+            Some((leader, _)) => {
+                named.insert(leader);
+            }
+            None => {}
+        }
+    }
+    named.into_iter().next().map(|leader| (leader, false))
 }
 
 async fn connect(node: &NodeSpec, name: String, request_timeout: Duration) -> Result<async_nats::Client, String> {
@@ -403,12 +460,14 @@ fn id_or_marker(id: Option<&str>, seq: u64) -> String {
 #[derive(Debug, Clone)]
 pub struct NatsTarget {
     server: PathBuf,
+    /// Set by the last convergence wait that ended with no stream leader: why.
+    no_leader: Arc<Mutex<Option<String>>>,
 }
 
 impl NatsTarget {
     /// A target running this `nats-server` binary.
     pub fn new(server: PathBuf) -> NatsTarget {
-        NatsTarget { server }
+        NatsTarget { server, no_leader: Arc::default() }
     }
 
     /// Finds the binary for the scenario's `target.version` ([`find_nats_server`]).
@@ -494,56 +553,86 @@ impl NatsTarget {
         })
     }
 
-    /// The stream leader and whether it sees every other replica as current.
-    /// Only the leader's own `/jsz` knows its followers' state (followers
-    /// report each other as not current), so the answer comes from the node
-    /// that names itself leader.
+    /// The stream leader and whether it sees every other replica as current ([`leader_from`]).
     async fn leader_inner(&self, nodes: &[NodeSpec]) -> Option<(String, bool)> {
-        let mut named = BTreeSet::new();
-        for node in nodes {
-            let Ok(jsz) = jsz(node, true).await else { continue };
-            match stream_leader(&jsz) {
-                Some((leader, current)) if leader == node.name => return Some((leader, current)),
-                Some((leader, _)) => {
-                    named.insert(leader);
-                }
-                // A single node without a cluster block: its stream has no Raft group.
-                None if nodes.len() == 1 && stream_detail(&jsz).is_some() => return Some((node.name.clone(), true)),
-                None => {}
-            }
-        }
-        // Some node names a leader that did not answer for itself (e.g. it is
-        // paused or partitioned away): report it, not current.
-        named.into_iter().next().map(|leader| (leader, false))
+        leader_from(&jsz_all(nodes).await, nodes.len())
     }
 
+    /// Waits until every replica's `/jsz` reports the same counts under a
+    /// leader that sees them current. Gives up before `timeout` when no node
+    /// has named a stream leader for [`NO_LEADER_GIVE_UP`] and the counts
+    /// have not moved for [`NO_LEADER_COUNTS_STABLE`]: then nats-server is
+    /// not electing (as after #7564's coordinated power loss), and waiting
+    /// on would only delay the verdict. Either way a wait that ends with no
+    /// leader is remembered, so [`Self::read_cluster_inner`] does not wait
+    /// for one again.
     async fn wait_converged_inner(
         &self,
         scenario: &Scenario,
         nodes: &[NodeSpec],
         timeout: Duration,
     ) -> Result<(), TargetError> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let replicas = scenario.stream.replicas as usize;
+        *self.no_leader.lock().expect("no_leader lock") = None;
+        let mut leader_seen_at = started;
+        let mut counts_seen: Option<(BTreeMap<String, (u64, u64, u64)>, Instant)> = None;
         loop {
-            let counts = jsz_counts(nodes).await;
+            let jszs = jsz_all(nodes).await;
+            let now = Instant::now();
+            let counts = counts_from(&jszs);
+            let leader = leader_from(&jszs, nodes.len());
             let first = counts.values().next().copied();
             let same = counts.len() == replicas && counts.values().all(|c| Some(*c) == first);
             // Equal counts without a leader would send the cluster read into
             // API requests that nobody answers until an election.
-            let leader = if same { self.leader_inner(nodes).await } else { None };
             if same && matches!(leader, Some((_, true))) {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if leader.is_some() {
+                leader_seen_at = now;
+            }
+            let counts_since = match &counts_seen {
+                Some((seen, since)) if *seen == counts => *since,
+                _ => {
+                    counts_seen = Some((counts.clone(), now));
+                    now
+                }
+            };
+            let no_leader_for = now - leader_seen_at;
+            let counts_stable_for = now - counts_since;
+            let give_up =
+                leader.is_none() && no_leader_for >= NO_LEADER_GIVE_UP && counts_stable_for >= NO_LEADER_COUNTS_STABLE;
+            if give_up || now >= deadline {
+                let waited = now - started;
+                let detail = format!(
+                    "per-node (messages, first_seq, last_seq) from /jsz: {counts:?} (unchanged for {:.1} s); leader (name, replicas current): {leader:?}",
+                    counts_stable_for.as_secs_f64()
+                );
+                if leader.is_none() {
+                    let no_leader = format!(
+                        "no node named a stream leader in the last {:.1} s of the convergence wait",
+                        no_leader_for.as_secs_f64()
+                    );
+                    *self.no_leader.lock().expect("no_leader lock") = Some(no_leader.clone());
+                    if give_up {
+                        return Err(TargetError::Other {
+                            action: format!("wait for the replicas of {STREAM_NAME} to converge"),
+                            detail: format!(
+                                "gave up after {:.1} s of the {timeout:?} allowed: {no_leader} while the counts stood still, \
+                                 so nats-server is not electing one (an election round takes 4-9 s; see docs/nats.md); {detail}",
+                                waited.as_secs_f64()
+                            ),
+                        });
+                    }
+                }
                 return Err(TargetError::Timeout {
                     action: format!(
                         "wait for all {replicas} replicas of {STREAM_NAME} to hold the same messages under a leader that sees them current"
                     ),
-                    waited: timeout,
-                    detail: format!(
-                        "per-node (messages, first_seq, last_seq) from /jsz: {counts:?}; leader (name, replicas current): {leader:?}"
-                    ),
+                    waited,
+                    detail,
                 });
             }
             tokio::time::sleep(POLL_INTERVAL).await;
@@ -551,17 +640,28 @@ impl NatsTarget {
     }
 
     async fn read_cluster_inner(&self, nodes: &[NodeSpec]) -> Result<Vec<RecoveredMsg>, String> {
-        let mut errors = Vec::new();
-        // Stream API requests go to the leader and wait out their timeout
-        // while there is none: wait (bounded) for one first.
-        let deadline = Instant::now() + READ_CLUSTER_LEADER_TIMEOUT;
-        while self.leader_inner(nodes).await.is_none() {
-            if Instant::now() >= deadline {
-                errors.push(format!("no stream leader within {READ_CLUSTER_LEADER_TIMEOUT:?}"));
-                break;
+        // Stream API requests go to the leader and wait out their timeouts
+        // while there is none, so without a leader there is nothing to read.
+        let no_leader = self.no_leader.lock().expect("no_leader lock").clone();
+        if let Some(why) = no_leader {
+            // The convergence wait already waited for one: look once more, not again for long.
+            if self.leader_inner(nodes).await.is_none() {
+                return Err(format!(
+                    "failed to read stream {STREAM_NAME} through any node: it has no leader ({why}; still none now)"
+                ));
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+        } else {
+            let deadline = Instant::now() + READ_CLUSTER_LEADER_TIMEOUT;
+            while self.leader_inner(nodes).await.is_none() {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "failed to read stream {STREAM_NAME} through any node: no node named a stream leader within {READ_CLUSTER_LEADER_TIMEOUT:?}"
+                    ));
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
         }
+        let mut errors = Vec::new();
         for node in nodes {
             match read_through(node).await {
                 Ok(msgs) => return Ok(msgs),
@@ -1014,17 +1114,74 @@ mod tests {
         assert!(is_version("2.15.1") && !is_version("2.15") && !is_version("v2.15.1") && !is_version("2.x.1"));
     }
 
+    /// One node's `/jsz?accounts=true&streams=true` answer, shaped as 2.12.1 writes it.
+    fn jsz_answer(meta_leader: Option<&str>, leader: Option<&str>, replicas: &[(&str, bool)], last_seq: u64) -> Value {
+        serde_json::json!({
+            "meta_cluster": {"name": "jetsam", "leader": meta_leader},
+            "account_details": [{"name": "$G", "stream_detail": [{
+                "name": STREAM_NAME,
+                "cluster": {
+                    "leader": leader,
+                    "replicas": replicas.iter().map(|(n, c)| serde_json::json!({"name": n, "current": c})).collect::<Vec<_>>(),
+                },
+                "state": {"messages": last_seq, "first_seq": 1, "last_seq": last_seq},
+            }]}],
+        })
+    }
+
+    fn answers(list: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        list.iter().map(|(n, v)| (n.to_string(), v.clone())).collect()
+    }
+
     #[test]
     fn stream_leader_comes_from_jsz_stream_detail() {
-        let jsz: Value = serde_json::from_str(
-            r#"{"account_details":[{"name":"$G","stream_detail":[{"name":"jetsam",
-                "cluster":{"leader":"n3","replicas":[{"name":"n1","current":true},{"name":"n2","current":false}]},
-                "state":{"messages":5,"first_seq":1,"last_seq":5}}]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(stream_leader(&jsz), Some(("n3".to_string(), false)));
+        let jsz = jsz_answer(Some("n1"), Some("n3"), &[("n1", true), ("n2", false)], 5);
+        assert_eq!(stream_leader(&jsz, 2), Some(("n3".to_string(), false)));
+        let jsz = jsz_answer(Some("n1"), Some("n3"), &[("n1", true), ("n2", true)], 5);
+        assert_eq!(stream_leader(&jsz, 2), Some(("n3".to_string(), true)));
+        assert_eq!(stream_leader(&jsz, 3), Some(("n3".to_string(), false)), "a replica missing from the list");
         assert_eq!(stream_detail(&jsz).unwrap()["state"]["last_seq"], 5);
         let none: Value = serde_json::from_str(r#"{"account_details":[]}"#).unwrap();
-        assert_eq!(stream_leader(&none), None);
+        assert_eq!(stream_leader(&none, 2), None);
+        let empty = jsz_answer(Some("n1"), Some(""), &[], 5);
+        assert_eq!(stream_leader(&empty, 2), None, "an empty leader is none");
+    }
+
+    #[test]
+    fn a_node_without_a_meta_leader_names_no_stream_leader() {
+        // Measured on 2.12.1 after a coordinated power loss: until the meta
+        // group elects, every restarted node reports itself stream leader,
+        // with no replicas listed and equal counts.
+        let stale = answers(&[
+            ("n1", jsz_answer(None, Some("n1"), &[], 3014)),
+            ("n2", jsz_answer(None, Some("n2"), &[], 3014)),
+            ("n3", jsz_answer(None, Some("n3"), &[], 3014)),
+        ]);
+        assert_eq!(leader_from(&stale, 3), None);
+        // Then a meta leader, no stream leader yet.
+        let electing = answers(&[
+            ("n1", jsz_answer(Some("n2"), None, &[("n2", false), ("n3", false)], 3014)),
+            ("n2", jsz_answer(Some("n2"), None, &[("n1", false), ("n3", false)], 3016)),
+        ]);
+        assert_eq!(leader_from(&electing, 3), None);
+        assert_eq!(counts_from(&electing).get("n2"), Some(&(3016, 1, 3016)));
+    }
+
+    #[test]
+    fn the_leader_answers_for_itself_and_others_only_name_it() {
+        let healthy = answers(&[
+            ("n1", jsz_answer(Some("n2"), Some("n2"), &[("n2", true), ("n3", false)], 7)),
+            ("n2", jsz_answer(Some("n2"), Some("n2"), &[("n1", true), ("n3", true)], 7)),
+            ("n3", jsz_answer(Some("n2"), Some("n2"), &[("n1", false), ("n2", true)], 7)),
+        ]);
+        assert_eq!(leader_from(&healthy, 3), Some(("n2".to_string(), true)));
+        // The leader does not answer (paused): the others still name it, not current.
+        let mut paused = healthy.clone();
+        paused.remove("n2");
+        assert_eq!(leader_from(&paused, 3), Some(("n2".to_string(), false)));
+        // One node, no Raft group: it leads if it holds the stream.
+        let single = answers(&[("n1", jsz_answer(None, None, &[], 3))]);
+        assert_eq!(leader_from(&single, 1), Some(("n1".to_string(), true)));
+        assert_eq!(leader_from(&BTreeMap::new(), 1), None);
     }
 }
