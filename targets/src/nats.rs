@@ -325,10 +325,13 @@ pub fn render_config(scenario: &Scenario, node: &NodeSpec) -> Result<String, Tar
     Ok(conf)
 }
 
+/// `(messages, first_seq, last_seq)` per node name.
+pub type ReplicaCounts = BTreeMap<String, (u64, u64, u64)>;
+
 /// Per-replica counts from each node's own `/jsz`: `(messages, first_seq,
 /// last_seq)` of [`STREAM_NAME`], keyed by node name. Nodes that do not
 /// answer or hold no replica are left out.
-pub async fn jsz_counts(nodes: &[NodeSpec]) -> BTreeMap<String, (u64, u64, u64)> {
+pub async fn jsz_counts(nodes: &[NodeSpec]) -> ReplicaCounts {
     counts_from(&jsz_all(nodes).await)
 }
 
@@ -344,7 +347,7 @@ async fn jsz_all(nodes: &[NodeSpec]) -> BTreeMap<String, Value> {
 }
 
 /// [`jsz_counts`] from already fetched `/jsz` answers.
-fn counts_from(jszs: &BTreeMap<String, Value>) -> BTreeMap<String, (u64, u64, u64)> {
+fn counts_from(jszs: &BTreeMap<String, Value>) -> ReplicaCounts {
     let mut counts = BTreeMap::new();
     for (name, jsz) in jszs {
         if let Some(detail) = stream_detail(jsz) {
@@ -577,7 +580,8 @@ impl NatsTarget {
         let replicas = scenario.stream.replicas as usize;
         *self.no_leader.lock().expect("no_leader lock") = None;
         let mut leader_seen_at = started;
-        let mut counts_seen: Option<(BTreeMap<String, (u64, u64, u64)>, Instant)> = None;
+        // The last counts seen and since when they have stood still.
+        let mut counts_seen: Option<(ReplicaCounts, Instant)> = None;
         loop {
             let jszs = jsz_all(nodes).await;
             let now = Instant::now();
