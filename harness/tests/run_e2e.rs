@@ -13,7 +13,9 @@
 //!   the bound;
 //! - a bit flip on one node of three: the default node fail-stops (reported
 //!   unreadable) and nothing is lost; with trust-corrupt-log the same
-//!   schedule loses acknowledged writes.
+//!   schedule loses acknowledged writes; with `repair = true` the node wipes
+//!   its log, does not vote until caught up, and ends holding every
+//!   acknowledged write.
 //!
 //! It also checks that the run folder holds the contract files, that the
 //! same seed replays the same fault schedule, and that a SIGKILLed
@@ -75,7 +77,7 @@ fn detail_u64(e: &Event, key: &str) -> u64 {
 }
 
 /// The scenarios of `scenarios/ci`, one line each in the suite's output.
-const CI_SCENARIOS: usize = 10;
+const CI_SCENARIOS: usize = 11;
 
 /// A temporary folder kept (and its path printed) when the test panics, so
 /// the run folders of a failed assertion can be inspected.
@@ -197,6 +199,7 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     isolated_leader_is_replaced_and_nothing_is_lost(&run_folder(out.path(), "ci-partition-isolate-leader-strong"));
     bitflipped_node_stops_and_nothing_is_lost(&run_folder(out.path(), "ci-bitflip-one-then-majority-down"));
     trusting_a_corrupt_log_loses_acked_writes(&run_folder(out.path(), "ci-bitflip-trust-corrupt-log"));
+    repaired_node_waits_catches_up_and_nothing_is_lost(&run_folder(out.path(), "ci-bitflip-one-repair"));
 }
 
 /// A strong run that passed with nothing lost, no divergence and every node
@@ -325,6 +328,22 @@ fn trusting_a_corrupt_log_loses_acked_writes(dir: &Path) {
     assert_eq!(flips, 8);
     // The bug: n1 kept serving its truncated log, so it was read back.
     assert!(!r.nodes["n1"].unreadable, "{:?}", r.nodes["n1"]);
+}
+
+fn repaired_node_waits_catches_up_and_nothing_is_lost(dir: &Path) {
+    assert_clean_pass(dir);
+    let ev = events(dir);
+    assert_eq!(ev.iter().filter(|e| e.kind == EventKind::Bitflip && e.nodes == ["n1"]).count(), 8, "{ev:?}");
+    let back = |node: &str| ev.iter().find(|e| e.kind == EventKind::Restart && e.nodes == [node]).unwrap().t_ns;
+    // While only the wiped n1 and the stale n3 were up, n1 did not vote, so
+    // no leader could form and nothing was acknowledged.
+    let (n3_back, n2_back) = (back("n3"), back("n2"));
+    let oks = history(dir).into_iter().filter(|o| o.kind == OpType::Ok);
+    assert_eq!(oks.filter(|o| o.t_ns > n3_back && o.t_ns < n2_back).count(), 0, "acked with only n1 and n3 up");
+    let log = std::fs::read_to_string(dir.join("nodes/n1.log")).unwrap();
+    for says in ["corrupt data in", "--repair: removed", "caught up after --repair"] {
+        assert!(log.contains(says), "n1's log says {says:?}: {log}");
+    }
 }
 
 /// (kind, nodes, fault line, planned time) of each injection: what a seed fixes.
