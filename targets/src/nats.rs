@@ -9,9 +9,13 @@
 //! owns them), TLS, auth, accounts other than the global one, or streams
 //! other than the one it creates ([`STREAM_NAME`] on [`SUBJECT`]).
 //!
-//! Each published message carries its history id in the [`ID_HEADER`]
-//! header (the payload is the workload's, untouched); both read paths
-//! return that header's value as the id.
+//! Each published message carries its history id at the start of its
+//! payload: the id, then [`ID_SEPARATOR`], then the workload's filler
+//! ([`message_body`]); both read paths take the id from there
+//! ([`message_id`]), and still read the [`ID_HEADER`] header that runs
+//! before this form wrote. The id travels in the payload, not in a header,
+//! because header parsing on the servers cost ~10% of the publish rate
+//! (docs/nats.md, Benchmark).
 
 pub mod blocks;
 pub mod http;
@@ -34,8 +38,13 @@ use std::time::{Duration, Instant};
 pub const STREAM_NAME: &str = "jetsam";
 /// Its one subject.
 pub const SUBJECT: &str = "jetsam.0";
-/// The header that carries the history id of each message.
+/// The header that carried the history id before it moved into the payload
+/// (read back still, for run folders and data dirs of earlier runs).
 pub const ID_HEADER: &str = "Jetsam-Id";
+/// Ends the history id at the start of a message's payload (no id holds it).
+pub const ID_SEPARATOR: u8 = b' ';
+/// The longest id: `u32` client, `-`, `u64` counter.
+pub const ID_BYTES_MAX: usize = 10 + 1 + 20;
 /// The install script, relative to the repository root.
 pub const INSTALL_SCRIPT: &str = "scripts/install-nats.sh";
 /// Versions the install script installs by default.
@@ -67,6 +76,13 @@ const READ_CLUSTER_PER_MESSAGE_TIMEOUT: Duration = Duration::from_micros(100);
 const NO_LEADER_GIVE_UP: Duration = Duration::from_secs(20);
 /// ... provided the per-node counts have not changed for this long.
 const NO_LEADER_COUNTS_STABLE: Duration = Duration::from_secs(5);
+/// The convergence wait also gives up when the stream leader has reported
+/// every replica current while their counts differed and stood still for
+/// this long. Measured on 2.12.1 after #7564's coordinated power loss: the
+/// leader held 3,014 messages, both followers 2,992, "current" and
+/// unchanged for the remaining 18-23 s of the 30 s wait. Catch-up moves
+/// the counts within a poll or two; 10 s of stillness is no catch-up.
+const CURRENT_BUT_UNEQUAL_GIVE_UP: Duration = Duration::from_secs(10);
 /// Bound on the wait for a stream leader before the cluster read.
 const READ_CLUSTER_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on the wait for the next message of the ordered consumer.
@@ -450,12 +466,44 @@ fn stream_config(scenario: &Scenario) -> stream::Config {
     }
 }
 
+/// The body jetsam publishes for history id `id`: the workload's `payload`
+/// with its first `id.len() + 1` bytes replaced by the id and
+/// [`ID_SEPARATOR`], so the message keeps the workload's size; a payload
+/// shorter than that becomes the id and the separator alone. Reuses the
+/// payload's buffer (no copy) when it is long enough.
+pub fn message_body(id: &str, mut payload: Vec<u8>) -> Vec<u8> {
+    let prefix = id.len() + 1;
+    if payload.len() < prefix {
+        payload.clear();
+        payload.resize(prefix, 0);
+    }
+    payload[..id.len()].copy_from_slice(id.as_bytes());
+    payload[id.len()] = ID_SEPARATOR;
+    payload
+}
+
+/// The history id a stored message carries: the [`ID_HEADER`] header if
+/// it has one (messages written before the id moved into the payload),
+/// else the `<client>-<counter>` before the first [`ID_SEPARATOR`] of the
+/// payload. `None` when neither holds an id of that form.
+pub fn message_id<'a>(headers: Option<&'a [u8]>, payload: &'a [u8]) -> Option<&'a str> {
+    if let Some(id) = headers.and_then(|h| blocks::header_value(h, ID_HEADER)).filter(|id| !id.is_empty()) {
+        return Some(id);
+    }
+    let head = &payload[..payload.len().min(ID_BYTES_MAX + 1)];
+    let end = head.iter().position(|&b| b == ID_SEPARATOR)?;
+    let id = &head[..end];
+    let digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    let dash = id.iter().position(|&b| b == b'-')?;
+    (digits(&id[..dash]) && digits(&id[dash + 1..])).then(|| std::str::from_utf8(id).expect("ASCII digits and a dash"))
+}
+
 /// The id a stored message carries, or a marker naming its sequence (an
 /// id no writer ever uses, so the checker counts it as unexpected).
 fn id_or_marker(id: Option<&str>, seq: u64) -> String {
     match id {
-        Some(id) if !id.is_empty() => id.to_string(),
-        _ => format!("?no-{ID_HEADER}-header@{seq}"),
+        Some(id) => id.to_string(),
+        None => format!("?no-jetsam-id@{seq}"),
     }
 }
 
@@ -562,11 +610,14 @@ impl NatsTarget {
     }
 
     /// Waits until every replica's `/jsz` reports the same counts under a
-    /// leader that sees them current. Gives up before `timeout` when no node
-    /// has named a stream leader for [`NO_LEADER_GIVE_UP`] and the counts
-    /// have not moved for [`NO_LEADER_COUNTS_STABLE`]: then nats-server is
-    /// not electing (as after #7564's coordinated power loss), and waiting
-    /// on would only delay the verdict. Either way a wait that ends with no
+    /// leader that sees them current. Gives up before `timeout` when waiting
+    /// on would only delay the verdict (both seen after #7564's coordinated
+    /// power loss): no node has named a stream leader for
+    /// [`NO_LEADER_GIVE_UP`] and the counts have not moved for
+    /// [`NO_LEADER_COUNTS_STABLE`] (nats-server is not electing), or the
+    /// leader has seen every replica current while their counts differed
+    /// and stood still for [`CURRENT_BUT_UNEQUAL_GIVE_UP`] (it sees nothing
+    /// to repair). Either way a wait that ends with no
     /// leader is remembered, so [`Self::read_cluster_inner`] does not wait
     /// for one again.
     async fn wait_converged_inner(
@@ -579,67 +630,65 @@ impl NatsTarget {
         let deadline = started + timeout;
         let replicas = scenario.stream.replicas as usize;
         *self.no_leader.lock().expect("no_leader lock") = None;
-        let mut leader_seen_at = started;
-        // The last counts seen and since when they have stood still.
-        let mut counts_seen: Option<(ReplicaCounts, Instant)> = None;
+        let mut watch = ConvergeWatch::new(replicas, started);
         loop {
             let jszs = jsz_all(nodes).await;
             let now = Instant::now();
             let counts = counts_from(&jszs);
             let leader = leader_from(&jszs, nodes.len());
-            let first = counts.values().next().copied();
-            let same = counts.len() == replicas && counts.values().all(|c| Some(*c) == first);
-            // Equal counts without a leader would send the cluster read into
-            // API requests that nobody answers until an election.
-            if same && matches!(leader, Some((_, true))) {
-                return Ok(());
-            }
-            if leader.is_some() {
-                leader_seen_at = now;
-            }
-            let counts_since = match &counts_seen {
-                Some((seen, since)) if *seen == counts => *since,
-                _ => {
-                    counts_seen = Some((counts.clone(), now));
-                    now
-                }
-            };
-            let no_leader_for = now - leader_seen_at;
-            let counts_stable_for = now - counts_since;
-            let give_up =
-                leader.is_none() && no_leader_for >= NO_LEADER_GIVE_UP && counts_stable_for >= NO_LEADER_COUNTS_STABLE;
-            if give_up || now >= deadline {
-                let waited = now - started;
-                let detail = format!(
-                    "per-node (messages, first_seq, last_seq) from /jsz: {counts:?} (unchanged for {:.1} s); leader (name, replicas current): {leader:?}",
-                    counts_stable_for.as_secs_f64()
+            let state = format!(
+                "per-node (messages, first_seq, last_seq) from /jsz: {counts:?}; leader (name, replicas current): {leader:?}"
+            );
+            let waited = now - started;
+            let step = watch.observe(now, counts, leader);
+            let no_leader = || {
+                let why = format!(
+                    "no node named a stream leader in the last {:.1} s of the convergence wait",
+                    watch.no_leader_for(now).as_secs_f64()
                 );
-                if leader.is_none() {
-                    let no_leader = format!(
-                        "no node named a stream leader in the last {:.1} s of the convergence wait",
-                        no_leader_for.as_secs_f64()
-                    );
-                    *self.no_leader.lock().expect("no_leader lock") = Some(no_leader.clone());
-                    if give_up {
-                        return Err(TargetError::Other {
-                            action: format!("wait for the replicas of {STREAM_NAME} to converge"),
-                            detail: format!(
-                                "gave up after {:.1} s of the {timeout:?} allowed: {no_leader} while the counts stood still, \
-                                 so nats-server is not electing one (an election round takes 4-9 s; see docs/nats.md); {detail}",
-                                waited.as_secs_f64()
-                            ),
-                        });
-                    }
+                *self.no_leader.lock().expect("no_leader lock") = Some(why.clone());
+                why
+            };
+            match step {
+                Converge::Done => return Ok(()),
+                Converge::NotElecting => {
+                    return Err(TargetError::Other {
+                        action: format!("wait for the replicas of {STREAM_NAME} to converge"),
+                        detail: format!(
+                            "gave up after {:.1} s of the {timeout:?} allowed: {} while the counts stood still for {:.1} s, \
+                             so nats-server is not electing one (an election round takes 4-9 s; see docs/nats.md); {state}",
+                            waited.as_secs_f64(),
+                            no_leader(),
+                            watch.counts_stable_for(now).as_secs_f64()
+                        ),
+                    });
                 }
-                return Err(TargetError::Timeout {
-                    action: format!(
-                        "wait for all {replicas} replicas of {STREAM_NAME} to hold the same messages under a leader that sees them current"
-                    ),
-                    waited,
-                    detail,
-                });
+                Converge::NothingToRepair => {
+                    return Err(TargetError::Other {
+                        action: format!("wait for the replicas of {STREAM_NAME} to converge"),
+                        detail: format!(
+                            "gave up after {:.1} s of the {timeout:?} allowed: the stream leader has reported every replica \
+                             current for {:.1} s while their counts differed and stood still for {:.1} s, so nats-server sees \
+                             nothing to repair; {state}",
+                            waited.as_secs_f64(),
+                            watch.current_for(now).as_secs_f64(),
+                            watch.counts_stable_for(now).as_secs_f64()
+                        ),
+                    });
+                }
+                Converge::Wait if now >= deadline => {
+                    let leaderless = watch.no_leader_for(now) > Duration::ZERO;
+                    let detail = if leaderless { format!("{}; {state}", no_leader()) } else { state };
+                    return Err(TargetError::Timeout {
+                        action: format!(
+                            "wait for all {replicas} replicas of {STREAM_NAME} to hold the same messages under a leader that sees them current"
+                        ),
+                        waited,
+                        detail,
+                    });
+                }
+                Converge::Wait => tokio::time::sleep(POLL_INTERVAL).await,
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
@@ -673,6 +722,88 @@ impl NatsTarget {
             }
         }
         Err(format!("failed to read stream {STREAM_NAME} through any node: {}", errors.join("; ")))
+    }
+}
+
+/// What the convergence wait makes of one poll ([`ConvergeWatch::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Converge {
+    /// Every replica holds the same counts under a leader that sees them current.
+    Done,
+    /// Not yet; poll again (until the caller's deadline).
+    Wait,
+    /// No node has named a stream leader for [`NO_LEADER_GIVE_UP`] and the
+    /// counts have stood still for [`NO_LEADER_COUNTS_STABLE`].
+    NotElecting,
+    /// The leader has seen every replica current, and the (differing)
+    /// counts have stood still, both for [`CURRENT_BUT_UNEQUAL_GIVE_UP`].
+    NothingToRepair,
+}
+
+/// The convergence wait's memory across polls: since when there has been
+/// no leader, since when the counts have stood still, since when the leader
+/// has seen every replica current. Pure (the caller supplies the clock), so
+/// the give-up rules are tested without a cluster.
+#[derive(Debug)]
+struct ConvergeWatch {
+    replicas: usize,
+    /// When a leader was last named (the wait's start until one is).
+    leader_seen_at: Instant,
+    /// Whether the last poll named no leader.
+    leaderless: bool,
+    /// The last counts and since when they have stood still.
+    counts: Option<(ReplicaCounts, Instant)>,
+    /// Since when the leader has seen every replica current, without a break.
+    current_since: Option<Instant>,
+}
+
+impl ConvergeWatch {
+    fn new(replicas: usize, started: Instant) -> ConvergeWatch {
+        ConvergeWatch { replicas, leader_seen_at: started, leaderless: false, counts: None, current_since: None }
+    }
+
+    fn observe(&mut self, now: Instant, counts: ReplicaCounts, leader: Option<(String, bool)>) -> Converge {
+        let first = counts.values().next().copied();
+        let all_answered = counts.len() == self.replicas;
+        let same = all_answered && counts.values().all(|c| Some(*c) == first);
+        let current = matches!(leader, Some((_, true)));
+        // Equal counts without a leader would send the cluster read into
+        // API requests that nobody answers until an election.
+        if same && current {
+            return Converge::Done;
+        }
+        self.leaderless = leader.is_none();
+        if !self.leaderless {
+            self.leader_seen_at = now;
+        }
+        self.current_since = if current { Some(self.current_since.unwrap_or(now)) } else { None };
+        if self.counts.as_ref().is_none_or(|(seen, _)| *seen != counts) {
+            self.counts = Some((counts, now));
+        }
+        let stable_for = self.counts_stable_for(now);
+        if self.leaderless && self.no_leader_for(now) >= NO_LEADER_GIVE_UP && stable_for >= NO_LEADER_COUNTS_STABLE {
+            return Converge::NotElecting;
+        }
+        if all_answered
+            && self.current_for(now) >= CURRENT_BUT_UNEQUAL_GIVE_UP
+            && stable_for >= CURRENT_BUT_UNEQUAL_GIVE_UP
+        {
+            return Converge::NothingToRepair;
+        }
+        Converge::Wait
+    }
+
+    /// How long no node has named a leader (zero if the last poll named one).
+    fn no_leader_for(&self, now: Instant) -> Duration {
+        if self.leaderless { now - self.leader_seen_at } else { Duration::ZERO }
+    }
+
+    fn counts_stable_for(&self, now: Instant) -> Duration {
+        self.counts.as_ref().map_or(Duration::ZERO, |(_, since)| now - *since)
+    }
+
+    fn current_for(&self, now: Instant) -> Duration {
+        self.current_since.map_or(Duration::ZERO, |since| now - since)
     }
 }
 
@@ -810,7 +941,8 @@ async fn consume_all(node: &NodeSpec, stream: &mut stream::Stream, last_seq: u64
         };
         let seq =
             message.info().map_err(|e| format!("{}: message without stream info: {e}", node.name))?.stream_sequence;
-        let id = message.headers.as_ref().and_then(|h| h.get(ID_HEADER)).map(|v| v.as_str());
+        let header = message.headers.as_ref().and_then(|h| h.get(ID_HEADER)).map(|v| v.as_str());
+        let id = header.filter(|id| !id.is_empty()).or_else(|| message_id(None, &message.payload));
         out.push(RecoveredMsg { seq, id: id_or_marker(id, seq) });
         if seq >= last_seq {
             return Ok(out);
@@ -829,13 +961,7 @@ pub fn read_node_files(node: &NodeSpec) -> Result<Vec<RecoveredMsg>, String> {
         ));
     }
     let stored = blocks::read_stream_messages(STREAM_NAME, &msgs_dir).map_err(|e| format!("{}: {e}", node.name))?;
-    Ok(stored
-        .into_iter()
-        .map(|m| {
-            let id = m.headers.as_deref().and_then(|h| blocks::header_value(h, ID_HEADER));
-            RecoveredMsg { seq: m.seq, id: id_or_marker(id, m.seq) }
-        })
-        .collect())
+    Ok(stored.into_iter().map(|m| RecoveredMsg { seq: m.seq, id: id_or_marker(m.id.as_deref(), m.seq) }).collect())
 }
 
 /// One client connection to one node, publishing with pipelined acks.
@@ -847,9 +973,8 @@ struct NatsPublisher {
 impl Publisher for NatsPublisher {
     fn publish(&self, id: String, payload: Vec<u8>) -> BoxFuture<'_, PublishOutcome> {
         Box::pin(async move {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(ID_HEADER, id.as_str());
-            let ack = match self.js.publish_with_headers(SUBJECT, headers, payload.into()).await {
+            let body = message_body(&id, payload);
+            let ack = match self.js.publish(SUBJECT, body.into()).await {
                 Ok(ack) => ack,
                 Err(e) => return send_error_outcome(&e),
             };
@@ -1187,5 +1312,102 @@ mod tests {
         let single = answers(&[("n1", jsz_answer(None, None, &[], 3))]);
         assert_eq!(leader_from(&single, 1), Some(("n1".to_string(), true)));
         assert_eq!(leader_from(&BTreeMap::new(), 1), None);
+    }
+
+    #[test]
+    fn the_id_leads_the_payload_and_reads_back_from_it() {
+        let body = message_body("12-345", b"abcdefghijklmnop".to_vec());
+        assert_eq!(body, b"12-345 hijklmnop", "the id replaces the payload's head; the size stays");
+        assert_eq!(message_id(None, &body), Some("12-345"));
+        let short = message_body("0-7", b"ab".to_vec());
+        assert_eq!(short, b"0-7 ", "a short payload becomes the id and the separator");
+        assert_eq!(message_id(None, &short), Some("0-7"));
+        assert_eq!(message_body("4294967295-18446744073709551615", Vec::new()).len(), ID_BYTES_MAX + 1);
+        let longest = message_body("4294967295-18446744073709551615", vec![b'x'; 64]);
+        assert_eq!(message_id(None, &longest), Some("4294967295-18446744073709551615"));
+        // Old records carry the id in a header; it wins over the payload.
+        let headers = b"NATS/1.0\r\nJetsam-Id: 3-9\r\n\r\n";
+        assert_eq!(message_id(Some(headers), b"xxxxxxxx"), Some("3-9"));
+        assert_eq!(message_id(Some(b"NATS/1.0\r\nOther: 1\r\n\r\n"), b"5-6 rest"), Some("5-6"));
+        for not_an_id in [&b""[..], b"no separator", b"-1 x", b"1- x", b"a-1 x", b"1-1x", b"12", b" 1-1"] {
+            assert_eq!(message_id(None, not_an_id), None, "{:?}", String::from_utf8_lossy(not_an_id));
+        }
+        // A separator beyond the longest id is not an id's end.
+        let mut far = vec![b'1'; ID_BYTES_MAX + 2];
+        far[3] = b'-';
+        far.push(ID_SEPARATOR);
+        assert_eq!(message_id(None, &far), None);
+        assert_eq!(id_or_marker(None, 17), "?no-jetsam-id@17");
+    }
+
+    fn counts(list: &[(&str, u64)]) -> ReplicaCounts {
+        list.iter().map(|(n, c)| (n.to_string(), (*c, 1, *c))).collect()
+    }
+
+    #[test]
+    fn convergence_is_equal_counts_under_a_leader_that_sees_them_current() {
+        let t0 = Instant::now();
+        let mut watch = ConvergeWatch::new(3, t0);
+        let equal = counts(&[("n1", 5), ("n2", 5), ("n3", 5)]);
+        // Equal counts with no leader, or with one that lacks a current replica, are not enough.
+        assert_eq!(watch.observe(t0, equal.clone(), None), Converge::Wait);
+        assert_eq!(watch.observe(t0, equal.clone(), Some(("n1".into(), false))), Converge::Wait);
+        let two = counts(&[("n1", 5), ("n2", 5)]);
+        assert_eq!(watch.observe(t0, two, Some(("n1".into(), true))), Converge::Wait, "a replica did not answer");
+        assert_eq!(watch.observe(t0, equal, Some(("n1".into(), true))), Converge::Done);
+    }
+
+    #[test]
+    fn no_leader_for_20_s_with_still_counts_gives_up() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let still = counts(&[("n1", 3014), ("n2", 3014), ("n3", 3014)]);
+        let mut watch = ConvergeWatch::new(3, t0);
+        for s in [0.0, 10.0, 19.9] {
+            assert_eq!(watch.observe(at(s), still.clone(), None), Converge::Wait, "at {s} s");
+        }
+        assert_eq!(watch.observe(at(20.0), still.clone(), None), Converge::NotElecting);
+        assert_eq!(watch.no_leader_for(at(20.0)), Duration::from_secs(20));
+
+        // Counts that moved 5 s ago, or a leader seen 20 s ago, keep the wait going.
+        let mut watch = ConvergeWatch::new(3, t0);
+        assert_eq!(watch.observe(at(0.0), still.clone(), None), Converge::Wait);
+        let moved = counts(&[("n1", 3014), ("n2", 3016), ("n3", 3016)]);
+        assert_eq!(watch.observe(at(18.0), moved.clone(), None), Converge::Wait);
+        assert_eq!(watch.observe(at(22.9), moved.clone(), None), Converge::Wait, "moved 4.9 s ago");
+        assert_eq!(watch.observe(at(23.0), moved.clone(), None), Converge::NotElecting);
+
+        let mut watch = ConvergeWatch::new(3, t0);
+        assert_eq!(watch.observe(at(5.0), moved.clone(), Some(("n2".into(), false))), Converge::Wait);
+        assert_eq!(watch.observe(at(24.9), moved.clone(), None), Converge::Wait, "a leader 19.9 s ago");
+        assert_eq!(watch.observe(at(25.0), moved, None), Converge::NotElecting);
+    }
+
+    #[test]
+    fn a_leader_that_sees_unequal_replicas_current_for_10_s_gives_up() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        // Measured after #7564: the leader ahead of both followers, all "current".
+        let unequal = counts(&[("n1", 2992), ("n2", 2992), ("n3", 3014)]);
+        let leader = || Some(("n3".to_string(), true));
+        let mut watch = ConvergeWatch::new(3, t0);
+        // The counts have stood still since the start, but the leader is new at 8 s.
+        assert_eq!(watch.observe(at(0.0), unequal.clone(), None), Converge::Wait);
+        assert_eq!(watch.observe(at(8.0), unequal.clone(), leader()), Converge::Wait);
+        assert_eq!(watch.observe(at(17.9), unequal.clone(), leader()), Converge::Wait);
+        assert_eq!(watch.observe(at(18.0), unequal.clone(), leader()), Converge::NothingToRepair);
+
+        // A leader that does not see its replicas current may still repair them: wait on.
+        let mut watch = ConvergeWatch::new(3, t0);
+        for s in [0.0, 15.0, 29.0] {
+            assert_eq!(watch.observe(at(s), unequal.clone(), Some(("n3".into(), false))), Converge::Wait);
+        }
+        // A break in "current" starts the 10 s again.
+        let mut watch = ConvergeWatch::new(3, t0);
+        assert_eq!(watch.observe(at(0.0), unequal.clone(), leader()), Converge::Wait);
+        assert_eq!(watch.observe(at(6.0), unequal.clone(), Some(("n3".into(), false))), Converge::Wait);
+        assert_eq!(watch.observe(at(12.0), unequal.clone(), leader()), Converge::Wait);
+        assert_eq!(watch.observe(at(21.9), unequal.clone(), leader()), Converge::Wait);
+        assert_eq!(watch.observe(at(22.0), unequal, leader()), Converge::NothingToRepair);
     }
 }

@@ -312,13 +312,17 @@ fn nats_read_node_reports_a_truncated_block() {
     let block = first_block(&msgs_dir);
     // One flipped bit in the payload of the 11th record fails that record's hash.
     let pristine = std::fs::read(&block).unwrap();
-    let payload = [b'y'; 64];
-    // Each payload follows the header block's final `\n`, which tells it from
-    // a window shifted into a hash that happens to start with `y`.
-    let payload_starts: Vec<usize> =
-        (1..pristine.len() - 64).filter(|&i| pristine[i - 1] == b'\n' && pristine[i..i + 64] == payload).collect();
+    // Each record's payload follows its subject (no headers) and starts with
+    // the message's id and a space, then the rest of the 64 `y`s.
+    let payload_starts: Vec<usize> = (0..20)
+        .map(|i| {
+            let head = format!("jetsam.00-{i} y");
+            let at = pristine.windows(head.len()).position(|w| w == head.as_bytes()).expect("each id once");
+            at + "jetsam.0".len()
+        })
+        .collect();
+    assert!(payload_starts.iter().all(|&p| pristine[p..p + 64].ends_with(&[b'y'; 58])), "64-byte payloads");
     let mut flipped = pristine.clone();
-    assert_eq!(payload_starts.len(), 20, "one payload per record");
     flipped[payload_starts[10] + 30] ^= 0x04;
     std::fs::write(&block, &flipped).unwrap();
     let err = rt.block_on(target.read_node(&scenario, &specs[0])).unwrap_err();

@@ -191,11 +191,12 @@ pub fn header_value<'a>(headers: &'a [u8], name: &str) -> Option<&'a str> {
     })
 }
 
-/// One message a replica holds: its sequence and the raw header block.
+/// One message a replica holds: its sequence and the history id it carries
+/// ([`super::message_id`]: in the payload, or in the header older runs wrote).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMsg {
     pub seq: u64,
-    pub headers: Option<Vec<u8>>,
+    pub id: Option<String>,
     pub payload_bytes: usize,
 }
 
@@ -242,7 +243,7 @@ pub fn read_stream_messages(stream: &str, msgs_dir: &Path) -> Result<Vec<StoredM
                     }
                     messages.push(StoredMsg {
                         seq: record.seq,
-                        headers: record.headers.map(<[u8]>::to_vec),
+                        id: super::message_id(record.headers, record.payload).map(str::to_string),
                         payload_bytes: record.payload.len(),
                     });
                 }
@@ -394,8 +395,10 @@ pub(crate) mod tests {
         b1.extend(encode_record(&k1, 2, "jetsam.0", Some(&id_headers("0-1")), b""));
         b1.extend(encode_record(&k1, 3 | ERASED_BIT, "", None, b""));
         let mut b10 = Vec::new();
-        b10.extend(encode_record(&k2, 4, "jetsam.0", Some(&id_headers("0-3")), b""));
+        // The current form: the id at the start of the payload, no headers.
+        b10.extend(encode_record(&k2, 4, "jetsam.0", None, b"0-3 filler"));
         b10.extend(encode_record(&k2, 2 | TOMBSTONE_BIT, "", None, b""));
+        b10.extend(encode_record(&k2, 5, "jetsam.0", None, b"no id here"));
         // Written in the other order on purpose: block index 10 sorts after 1 numerically.
         std::fs::write(dir.join("10.blk"), &b10).unwrap();
         std::fs::write(dir.join("1.blk"), &b1).unwrap();
@@ -403,8 +406,8 @@ pub(crate) mod tests {
         let got = read_stream_messages("s", &dir);
         std::fs::remove_dir_all(&dir).unwrap();
         let got = got.unwrap();
-        let seqs: Vec<(u64, Option<&str>)> =
-            got.iter().map(|m| (m.seq, m.headers.as_deref().and_then(|h| header_value(h, "Jetsam-Id")))).collect();
-        assert_eq!(seqs, vec![(1, Some("0-0")), (4, Some("0-3"))]);
+        let seqs: Vec<(u64, Option<&str>, usize)> =
+            got.iter().map(|m| (m.seq, m.id.as_deref(), m.payload_bytes)).collect();
+        assert_eq!(seqs, vec![(1, Some("0-0"), 0), (4, Some("0-3"), 10), (5, None, 10)]);
     }
 }
