@@ -15,6 +15,8 @@
 //! timeout (a timeout is `info`; the publisher itself says `fail` for a
 //! definite rejection), and does not start, stop or fault anything.
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use jetsam_core::history::{Op, OpId};
 use jetsam_core::report::Latency;
@@ -303,6 +305,34 @@ struct ClientConfig {
     in_flight_max: usize,
 }
 
+/// What one publish came to, as the client task records it.
+struct Completion {
+    id: OpId,
+    outcome: PublishOutcome,
+    /// Invoke to ok; `None` unless acknowledged.
+    latency_us: Option<u64>,
+}
+
+/// One publish bounded by the workload's timeout (no answer in time is `info`).
+async fn publish_one(publisher: &dyn Publisher, id: OpId, payload: Vec<u8>, timeout: Duration) -> Completion {
+    let invoked = Instant::now();
+    let outcome = match tokio::time::timeout(timeout, publisher.publish(id.to_string(), payload)).await {
+        Ok(outcome) => outcome,
+        Err(_) => PublishOutcome::Info { error: format!("timeout: no answer within {}ms", timeout.as_millis()) },
+    };
+    let latency_us = matches!(outcome, PublishOutcome::Ok { .. })
+        .then(|| u64::try_from(invoked.elapsed().as_micros()).unwrap_or(u64::MAX));
+    Completion { id, outcome, latency_us }
+}
+
+/// One client: invokes publishes (recording each invoke before it starts)
+/// and keeps up to `in_flight_max` of them going inside this one task (a
+/// `FuturesUnordered`, not a task per publish: on a loaded machine the
+/// spawn and wake-up of a task per publish cost the system under test CPU
+/// it would otherwise use). Each completion is recorded as it comes; after
+/// the deadline every publish already invoked still completes (or times
+/// out) and is recorded, so every invoke gets exactly one completion unless
+/// the history writer itself fails.
 async fn client_loop(
     c: ClientConfig,
     publisher: Arc<dyn Publisher>,
@@ -310,8 +340,9 @@ async fn client_loop(
     sink: HistorySink,
     counters: Arc<Counters>,
 ) -> Result<Histogram<u64>, HistoryError> {
+    let publisher: &dyn Publisher = publisher.as_ref();
     let mut latency_us = new_histogram();
-    let mut in_flight: JoinSet<Result<Option<u64>, HistoryError>> = JoinSet::new();
+    let mut in_flight = FuturesUnordered::new();
     let mut ticks = c.period.map(|p| {
         let mut i = tokio::time::interval_at(c.first_at, p);
         // A client held up by slow acks skips ticks instead of bursting to catch up.
@@ -319,29 +350,22 @@ async fn client_loop(
         i
     });
     let mut counter = 0u64;
-    let mut result = Ok(());
     loop {
         if tokio::time::Instant::now() >= c.deadline {
             break;
         }
         if in_flight.len() >= c.in_flight_max {
             // Full: wait for a completion (each is bounded by the timeout).
-            let joined = in_flight.join_next().await.expect("in_flight is not empty");
-            if let Err(e) = completed(joined, &mut latency_us) {
-                result = Err(e);
-                break;
-            }
+            let done = in_flight.next().await.expect("in_flight is not empty");
+            record(done, &sink, &counters, &mut latency_us).await?;
             continue;
         }
         if let Some(ticks) = ticks.as_mut() {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = tokio::time::sleep_until(c.deadline) => break,
-                Some(joined) = in_flight.join_next() => {
-                    if let Err(e) = completed(joined, &mut latency_us) {
-                        result = Err(e);
-                        break;
-                    }
+                Some(done) = in_flight.next() => {
+                    record(done, &sink, &counters, &mut latency_us).await?;
                     continue;
                 }
             }
@@ -351,62 +375,32 @@ async fn client_loop(
         }
         let id = OpId { client: c.client, counter };
         counter += 1;
-        if let Err(e) = sink.send(Record::Invoke(id)).await {
-            result = Err(e);
-            break;
-        }
+        sink.send(Record::Invoke(id)).await?;
         counters.invoked.fetch_add(1, Ordering::Relaxed);
-        let publisher = publisher.clone();
-        let sink = sink.clone();
-        let counters = counters.clone();
-        let payload = payload.to_vec();
-        let timeout = c.timeout;
-        in_flight.spawn(async move {
-            let invoked = Instant::now();
-            let outcome = match tokio::time::timeout(timeout, publisher.publish(id.to_string(), payload)).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    PublishOutcome::Info { error: format!("timeout: no answer within {}ms", timeout.as_millis()) }
-                }
-            };
-            let latency = match &outcome {
-                PublishOutcome::Ok { .. } => {
-                    counters.acked.fetch_add(1, Ordering::Relaxed);
-                    Some(u64::try_from(invoked.elapsed().as_micros()).unwrap_or(u64::MAX))
-                }
-                PublishOutcome::Fail { .. } => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-                PublishOutcome::Info { .. } => {
-                    counters.info.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-            };
-            sink.send(Record::Done(id, outcome)).await?;
-            Ok(latency)
-        });
+        in_flight.push(publish_one(publisher, id, payload.to_vec(), c.timeout));
     }
     // Drain: every publish already invoked completes (or times out) and is recorded.
-    while let Some(joined) = in_flight.join_next().await {
-        if let Err(e) = completed(joined, &mut latency_us) {
-            result = result.and(Err(e));
-        }
+    while let Some(done) = in_flight.next().await {
+        record(done, &sink, &counters, &mut latency_us).await?;
     }
-    result.map(|()| latency_us)
+    Ok(latency_us)
 }
 
-fn completed(
-    joined: Result<Result<Option<u64>, HistoryError>, tokio::task::JoinError>,
+/// Counts a completion, records its latency and sends it to the history.
+async fn record(
+    done: Completion,
+    sink: &HistorySink,
+    counters: &Counters,
     latency_us: &mut Histogram<u64>,
 ) -> Result<(), HistoryError> {
-    match joined {
-        Ok(Ok(Some(us))) => {
-            latency_us.saturating_record(us.clamp(1, LATENCY_US_MAX));
-            Ok(())
-        }
-        Ok(Ok(None)) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    let counter = match &done.outcome {
+        PublishOutcome::Ok { .. } => &counters.acked,
+        PublishOutcome::Fail { .. } => &counters.failed,
+        PublishOutcome::Info { .. } => &counters.info,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if let Some(us) = done.latency_us {
+        latency_us.saturating_record(us.clamp(1, LATENCY_US_MAX));
     }
+    sink.send(Record::Done(done.id, done.outcome)).await
 }

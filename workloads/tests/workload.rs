@@ -138,3 +138,86 @@ async fn rate_limit_spreads_the_total_rate_over_clients() {
         assert!((35..=53).contains(&n), "client {client} made {n} invokes, expected about 50");
     }
 }
+
+/// Answers publish `k` of a batch of 8 after (8 - k % 8) * 15 ms: later
+/// invokes come back first, so completions arrive out of invoke order.
+struct Reversed {
+    seq: AtomicU64,
+}
+
+impl Publisher for Reversed {
+    fn publish(&self, id: String, _payload: Vec<u8>) -> BoxFuture<'_, PublishOutcome> {
+        Box::pin(async move {
+            let counter: u64 = id.split_once('-').unwrap().1.parse().unwrap();
+            tokio::time::sleep(Duration::from_millis((8 - counter % 8) * 15)).await;
+            PublishOutcome::Ok { seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1, node: "n1".into() }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_come_in_any_order_and_late_ones_are_still_recorded() {
+    let config = WorkloadConfig {
+        clients: 2,
+        rate_per_s: None,
+        payload_bytes: 16,
+        timeout: Duration::from_secs(5),
+        duration: Duration::from_millis(300),
+        in_flight_max: 8,
+        seed: 3,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let publishers: Vec<Arc<dyn Publisher>> =
+        (0..2).map(|_| Arc::new(Reversed { seq: AtomicU64::new(0) }) as Arc<dyn Publisher>).collect();
+    let start = Instant::now();
+    let (writer, sink) = HistoryWriter::spawn(&path, start).unwrap();
+    let result = run(&config, publishers, sink, Arc::new(Counters::default())).await.unwrap();
+    writer.finish().await.unwrap();
+    let ops = read_history(&path);
+    let invokes = ops.iter().filter(|o| o.kind == OpType::Invoke).count() as u64;
+    let oks: Vec<&Op> = ops.iter().filter(|o| o.kind == OpType::Ok).collect();
+    assert!(invokes >= 16, "{invokes} invokes");
+    assert_eq!(oks.len() as u64, invokes, "every invoke acknowledged exactly once");
+    assert_eq!(result.counts.acked, invokes);
+    // Within each client, some ok comes back before an earlier invoke's ok.
+    for client in 0..2 {
+        let counters: Vec<u64> = oks
+            .iter()
+            .filter(|o| o.client == client)
+            .map(|o| o.id.to_string().split_once('-').unwrap().1.parse().unwrap())
+            .collect();
+        assert!(counters.windows(2).any(|w| w[1] < w[0]), "client {client} completed in invoke order: {counters:?}");
+    }
+    // Publishes invoked before the deadline and answered after it are recorded too.
+    let duration_ns = config.duration.as_nanos() as u64;
+    assert!(oks.iter().any(|o| o.t_ns > duration_ns), "no ok after the {duration_ns} ns deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_history_writer_stops_the_workload_with_its_error() {
+    let full = std::path::Path::new("/dev/full");
+    if !full.exists() {
+        eprintln!("skipping: no /dev/full on this system");
+        return;
+    }
+    let config = WorkloadConfig {
+        clients: 2,
+        rate_per_s: None,
+        payload_bytes: 8,
+        timeout: Duration::from_millis(100),
+        duration: Duration::from_secs(30),
+        in_flight_max: 4,
+        seed: 5,
+    };
+    let seq = Arc::new(AtomicU64::new(0));
+    let publishers: Vec<Arc<dyn Publisher>> =
+        (0..2).map(|_| Arc::new(Fake::new(seq.clone())) as Arc<dyn Publisher>).collect();
+    let started = Instant::now();
+    let (writer, sink) = HistoryWriter::spawn(full, started).unwrap();
+    let err = run(&config, publishers, sink, Arc::new(Counters::default())).await.unwrap_err();
+    assert!(err.to_string().contains("history writer stopped early"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?} of a 30 s workload", started.elapsed());
+    let err = writer.finish().await.unwrap_err();
+    assert!(err.to_string().contains("/dev/full"), "{err}");
+}
