@@ -776,6 +776,7 @@ impl Core {
         self.behind.clear();
         let voted_for = self.node.voted_for();
         self.node = Node::restart(NodeId::new(self.id), self.node.current_term(), voted_for, raft_log(&self.log));
+        self.led = false;
     }
 
     fn process_actions(&mut self) {
@@ -807,6 +808,10 @@ impl Core {
         }
         self.incoming.clear();
         self.led = self.node.role().is_leader();
+        if was_leader && !self.led {
+            // Seen from a message of a higher term (a step-down of ours logs its own reason).
+            tracing::info!(node = %self.opts.name, term = self.node.current_term().get(), "no longer leader");
+        }
         if self.led && !was_leader {
             tracing::info!(node = %self.opts.name, term = self.node.current_term().get(), "became leader");
             self.leader_since = Instant::now();
