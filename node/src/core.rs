@@ -10,7 +10,7 @@
 //! a non-voting catch-up member: it grants no vote and starts no election
 //! until an AppendEntries call of its term's leader leaves it holding that
 //! leader's log through an entry of the leader's term and at least through
-//! the leader's commit index (see [`Core::check_caught_up`] and docs/node.md,
+//! the leader's commit index (see `Core::check_caught_up` and docs/node.md,
 //! "Repair").
 //!
 //! It does not touch sockets (see [`crate::net`]): events come in on a
