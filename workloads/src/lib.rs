@@ -5,18 +5,25 @@
 //! happens, with ack latencies in an HDR histogram.
 //!
 //! The history has one writer task ([`HistoryWriter`]): clients send records
-//! through a bounded channel and the writer stamps `t_ns` when it writes the
-//! line, so the file is in time order by construction. It flushes at least
-//! every [`FLUSH_INTERVAL`] and at the end, so a controller that dies mid-run
-//! leaves a checkable history (an invoke with no completion is indeterminate).
+//! through a bounded channel and the writer stamps `t_ns` when it takes them,
+//! so the file is in time order by construction. A client hands its records
+//! over in batches: it collects them while it has work that does not wait,
+//! and sends the batch before it waits for anything (so an invoke always
+//! reaches the writer before its publish is first polled, and a record waits
+//! in a client at most as long as that client runs without waiting). One
+//! send and one clock reading per batch instead of per record keep the
+//! harness's CPU for the system under test on a small machine. The writer
+//! flushes at least every [`FLUSH_INTERVAL`] and at the end, so a controller
+//! that dies mid-run leaves a checkable history (an invoke with no
+//! completion is indeterminate).
 //!
 //! This crate does not know any system under test: it drives
 //! [`jetsam_targets::Publisher`]s handed to it, applies the per-publish
 //! timeout (a timeout is `info`; the publisher itself says `fail` for a
 //! definite rejection), and does not start, stop or fault anything.
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
 use jetsam_core::history::{Op, OpId};
 use jetsam_core::report::Latency;
@@ -31,8 +38,11 @@ use tokio::task::JoinSet;
 
 /// The writer flushes buffered history lines at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-/// Records queued for the history writer before clients wait for it.
-pub const HISTORY_QUEUE_MAX: usize = 16_384;
+/// Batches queued for the history writer before clients wait for it.
+pub const HISTORY_QUEUE_MAX: usize = 1_024;
+/// Records one client collects before it sends them, waiting or not (so the
+/// queue holds at most `HISTORY_QUEUE_MAX * BATCH_RECORDS_MAX` records).
+pub const BATCH_RECORDS_MAX: usize = 256;
 /// Highest latency the histogram tracks (longer ones are clamped): a publish
 /// timeout above this is rejected by scenario validation anyway.
 pub const LATENCY_US_MAX: u64 = 3_600_000_000;
@@ -98,26 +108,61 @@ pub enum HistoryError {
     WriterGone { id: String },
 }
 
-/// One record for the writer; `t_ns` is added when the line is written.
+/// One record for the writer; `t_ns` is added when the writer takes it.
 #[derive(Debug)]
 enum Record {
     Invoke(OpId),
     Done(OpId, PublishOutcome),
 }
 
+impl Record {
+    fn id(&self) -> OpId {
+        match self {
+            Record::Invoke(id) | Record::Done(id, _) => *id,
+        }
+    }
+}
+
 /// A handle clients use to record operations. Cloneable; the file is closed
 /// when every handle is dropped and [`HistoryWriter::finish`] is awaited.
 #[derive(Debug, Clone)]
 pub struct HistorySink {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Vec<Record>>,
 }
 
 impl HistorySink {
-    async fn send(&self, record: Record) -> Result<(), HistoryError> {
-        let id = match &record {
-            Record::Invoke(id) | Record::Done(id, _) => *id,
-        };
-        self.tx.send(record).await.map_err(|_| HistoryError::WriterGone { id: id.to_string() })
+    /// Hands `batch` (in the order its records happened) to the writer,
+    /// waiting while the queue is full.
+    async fn send(&self, batch: Vec<Record>) -> Result<(), HistoryError> {
+        assert!(!batch.is_empty(), "an empty batch is not sent");
+        let id = batch[0].id();
+        self.tx.send(batch).await.map_err(|_| HistoryError::WriterGone { id: id.to_string() })
+    }
+}
+
+/// A client's records not yet handed to the writer.
+struct Batch {
+    records: Vec<Record>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch { records: Vec::with_capacity(BATCH_RECORDS_MAX) }
+    }
+
+    /// Adds a record; sends the batch once it is full.
+    async fn push(&mut self, record: Record, sink: &HistorySink) -> Result<(), HistoryError> {
+        self.records.push(record);
+        if self.records.len() >= BATCH_RECORDS_MAX { self.send(sink).await } else { Ok(()) }
+    }
+
+    /// Sends what is collected (before the client waits for anything).
+    async fn send(&mut self, sink: &HistorySink) -> Result<(), HistoryError> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.records, Vec::with_capacity(BATCH_RECORDS_MAX));
+        sink.send(full).await
     }
 }
 
@@ -152,7 +197,7 @@ async fn write_loop(
     path: PathBuf,
     file: std::fs::File,
     start: Instant,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<Vec<Record>>,
 ) -> Result<u64, HistoryError> {
     let io = |source| HistoryError::Io { path: path.clone(), source };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
@@ -160,25 +205,22 @@ async fn write_loop(
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = false;
     let mut lines = 0u64;
-    let mut line = Vec::with_capacity(256);
+    let mut text = Vec::with_capacity(1 << 16);
     loop {
         tokio::select! {
             biased;
-            record = rx.recv() => {
-                let Some(record) = record else { break };
-                // Stamped here, in the only writer, so t_ns never decreases down the file.
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                // Stamped here, in the only writer, so t_ns never decreases down
+                // the file; a batch's records happened within one client run
+                // without waiting, so they share the stamp.
                 let t_ns = u64::try_from(start.elapsed().as_nanos()).expect("a run lasts less than 584 years");
-                let op = match record {
-                    Record::Invoke(id) => Op::invoke(t_ns, id),
-                    Record::Done(id, PublishOutcome::Ok { seq, node }) => Op::ok(t_ns, id, seq, node),
-                    Record::Done(id, PublishOutcome::Fail { error }) => Op::fail(t_ns, id, error),
-                    Record::Done(id, PublishOutcome::Info { error }) => Op::info(t_ns, id, error),
-                };
-                line.clear();
-                serde_json::to_writer(&mut line, &op).expect("an op always serializes");
-                line.push(b'\n');
-                out.write_all(&line).map_err(io)?;
-                lines += 1;
+                text.clear();
+                for record in batch {
+                    write_line(&mut text, t_ns, record);
+                    lines += 1;
+                }
+                out.write_all(&text).map_err(io)?;
                 dirty = true;
             }
             _ = flush.tick() => {
@@ -191,6 +233,74 @@ async fn write_loop(
     }
     out.flush().map_err(io)?;
     Ok(lines)
+}
+
+/// Appends one history line for `record`, exactly as serde_json writes the
+/// [`Op`]: invoke and ok lines (nearly all of them) are written by hand,
+/// without the `Op`'s allocations; fail and info lines (free-text errors)
+/// and an ok from a node whose name needs escaping go through serde_json.
+fn write_line(out: &mut Vec<u8>, t_ns: u64, record: Record) {
+    let head = |out: &mut Vec<u8>, id: OpId, kind: &str| {
+        out.extend_from_slice(b"{\"t_ns\":");
+        push_decimal(out, t_ns);
+        out.extend_from_slice(b",\"client\":");
+        push_decimal(out, u64::from(id.client));
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"id\":\"");
+        push_decimal(out, u64::from(id.client));
+        out.push(b'-');
+        push_decimal(out, id.counter);
+        out.push(b'"');
+    };
+    let plain = |text: &str| text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    match record {
+        Record::Invoke(id) => {
+            head(out, id, "invoke");
+            out.extend_from_slice(b"}\n");
+        }
+        Record::Done(id, PublishOutcome::Ok { seq, node }) if plain(&node) => {
+            head(out, id, "ok");
+            out.extend_from_slice(b",\"seq\":");
+            push_decimal(out, seq);
+            out.extend_from_slice(b",\"node\":\"");
+            out.extend_from_slice(node.as_bytes());
+            out.extend_from_slice(b"\"}\n");
+        }
+        Record::Done(id, outcome) => {
+            let op = match outcome {
+                PublishOutcome::Ok { seq, node } => Op::ok(t_ns, id, seq, node),
+                PublishOutcome::Fail { error } => Op::fail(t_ns, id, error),
+                PublishOutcome::Info { error } => Op::info(t_ns, id, error),
+            };
+            serde_json::to_writer(&mut *out, &op).expect("an op always serializes");
+            out.push(b'\n');
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `id` as the publisher gets it, `<client>-<counter>`, without `format!`.
+fn id_text(id: OpId) -> String {
+    let mut text = Vec::with_capacity(24);
+    push_decimal(&mut text, u64::from(id.client));
+    text.push(b'-');
+    push_decimal(&mut text, id.counter);
+    String::from_utf8(text).expect("decimal digits and a dash")
 }
 
 /// What the workload did.
@@ -315,8 +425,8 @@ struct Completion {
 
 /// One publish bounded by the workload's timeout (no answer in time is `info`).
 async fn publish_one(publisher: &dyn Publisher, id: OpId, payload: Vec<u8>, timeout: Duration) -> Completion {
-    let invoked = Instant::now();
-    let outcome = match tokio::time::timeout(timeout, publisher.publish(id.to_string(), payload)).await {
+    let invoked = tokio::time::Instant::now();
+    let outcome = match tokio::time::timeout_at(invoked + timeout, publisher.publish(id_text(id), payload)).await {
         Ok(outcome) => outcome,
         Err(_) => PublishOutcome::Info { error: format!("timeout: no answer within {}ms", timeout.as_millis()) },
     };
@@ -332,7 +442,9 @@ async fn publish_one(publisher: &dyn Publisher, id: OpId, payload: Vec<u8>, time
 /// it would otherwise use). Each completion is recorded as it comes; after
 /// the deadline every publish already invoked still completes (or times
 /// out) and is recorded, so every invoke gets exactly one completion unless
-/// the history writer itself fails.
+/// the history writer itself fails. The client's records go to the writer
+/// in a [`Batch`] sent before every wait, in particular before `in_flight`
+/// is polled, which is when a newly pushed publish starts.
 async fn client_loop(
     c: ClientConfig,
     publisher: Arc<dyn Publisher>,
@@ -343,6 +455,7 @@ async fn client_loop(
     let publisher: &dyn Publisher = publisher.as_ref();
     let mut latency_us = new_histogram();
     let mut in_flight = FuturesUnordered::new();
+    let mut batch = Batch::new();
     let mut ticks = c.period.map(|p| {
         let mut i = tokio::time::interval_at(c.first_at, p);
         // A client held up by slow acks skips ticks instead of bursting to catch up.
@@ -355,17 +468,23 @@ async fn client_loop(
             break;
         }
         if in_flight.len() >= c.in_flight_max {
-            // Full: wait for a completion (each is bounded by the timeout).
+            // Full: wait for a completion (each is bounded by the timeout),
+            // then take every other one that is ready without waiting.
+            batch.send(&sink).await?;
             let done = in_flight.next().await.expect("in_flight is not empty");
-            record(done, &sink, &counters, &mut latency_us).await?;
+            record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
+            while let Some(Some(done)) = in_flight.next().now_or_never() {
+                record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
+            }
             continue;
         }
         if let Some(ticks) = ticks.as_mut() {
+            batch.send(&sink).await?;
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = tokio::time::sleep_until(c.deadline) => break,
                 Some(done) = in_flight.next() => {
-                    record(done, &sink, &counters, &mut latency_us).await?;
+                    record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
                     continue;
                 }
             }
@@ -375,20 +494,23 @@ async fn client_loop(
         }
         let id = OpId { client: c.client, counter };
         counter += 1;
-        sink.send(Record::Invoke(id)).await?;
+        batch.push(Record::Invoke(id), &sink).await?;
         counters.invoked.fetch_add(1, Ordering::Relaxed);
         in_flight.push(publish_one(publisher, id, payload.to_vec(), c.timeout));
     }
     // Drain: every publish already invoked completes (or times out) and is recorded.
-    while let Some(done) = in_flight.next().await {
-        record(done, &sink, &counters, &mut latency_us).await?;
+    loop {
+        batch.send(&sink).await?;
+        let Some(done) = in_flight.next().await else { break };
+        record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
     }
     Ok(latency_us)
 }
 
-/// Counts a completion, records its latency and sends it to the history.
+/// Counts a completion, records its latency and adds it to the client's batch.
 async fn record(
     done: Completion,
+    batch: &mut Batch,
     sink: &HistorySink,
     counters: &Counters,
     latency_us: &mut Histogram<u64>,
@@ -402,5 +524,49 @@ async fn record(
     if let Some(us) = done.latency_us {
         latency_us.saturating_record(us.clamp(1, LATENCY_US_MAX));
     }
-    sink.send(Record::Done(done.id, done.outcome)).await
+    batch.push(Record::Done(done.id, done.outcome), sink).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of line, written by hand or not, is byte for byte what serde_json writes for the `Op`.
+    #[test]
+    fn hand_written_lines_are_serde_json_lines() {
+        let ids = [
+            OpId { client: 0, counter: 0 },
+            OpId { client: 7, counter: 10 },
+            OpId { client: u32::MAX, counter: u64::MAX },
+        ];
+        for t_ns in [0, 9, 1_234_567_890_123, u64::MAX] {
+            for id in ids {
+                let cases = [
+                    (Record::Invoke(id), Op::invoke(t_ns, id)),
+                    (Record::Done(id, PublishOutcome::Ok { seq: 1, node: "n1".into() }), Op::ok(t_ns, id, 1, "n1")),
+                    (
+                        Record::Done(id, PublishOutcome::Ok { seq: u64::MAX, node: "node-2.a_b:3".into() }),
+                        Op::ok(t_ns, id, u64::MAX, "node-2.a_b:3"),
+                    ),
+                    (
+                        Record::Done(id, PublishOutcome::Ok { seq: 5, node: "n\"1\\ é".into() }),
+                        Op::ok(t_ns, id, 5, "n\"1\\ é"),
+                    ),
+                    (
+                        Record::Done(id, PublishOutcome::Fail { error: "no \"responders\"\n".into() }),
+                        Op::fail(t_ns, id, "no \"responders\"\n"),
+                    ),
+                    (Record::Done(id, PublishOutcome::Info { error: "timeout".into() }), Op::info(t_ns, id, "timeout")),
+                ];
+                for (record, op) in cases {
+                    let mut line = Vec::new();
+                    write_line(&mut line, t_ns, record);
+                    let mut want = serde_json::to_vec(&op).unwrap();
+                    want.push(b'\n');
+                    assert_eq!(String::from_utf8(line).unwrap(), String::from_utf8(want).unwrap());
+                }
+                assert_eq!(id_text(id), id.to_string());
+            }
+        }
+    }
 }
