@@ -4,18 +4,19 @@
 //! operation (invoke, then ok, fail or info) to `history.jsonl` as it
 //! happens, with ack latencies in an HDR histogram.
 //!
-//! The history has one writer task ([`HistoryWriter`]): clients send records
-//! through a bounded channel and the writer stamps `t_ns` when it takes them,
-//! so the file is in time order by construction. A client hands its records
-//! over in batches: it collects them while it has work that does not wait,
-//! and sends the batch before it waits for anything (so an invoke always
-//! reaches the writer before its publish is first polled, and a record waits
-//! in a client at most as long as that client runs without waiting). One
-//! send and one clock reading per batch instead of per record keep the
-//! harness's CPU for the system under test on a small machine. The writer
-//! flushes at least every [`FLUSH_INTERVAL`] and at the end, so a controller
-//! that dies mid-run leaves a checkable history (an invoke with no
-//! completion is indeterminate).
+//! The history file has one owner ([`HistoryWriter`]), and clients write
+//! to its buffer under a lock ([`HistorySink`]), stamping `t_ns` under that
+//! lock, so the file is in time order by construction. A client writes its
+//! records in batches: it collects them while it has work that does not
+//! wait, and writes the batch before it waits for anything (so an invoke is
+//! always in the history's buffer before its publish is first polled, and
+//! a record waits in a client at most as long as that client runs without
+//! waiting). One lock and one clock reading per batch, and no channel or
+//! writer task to wake per record, keep the harness's CPU for the system
+//! under test on a small machine. The owner's task flushes the buffer at
+//! least every [`FLUSH_INTERVAL`] and at the end, so a controller that dies
+//! mid-run leaves a checkable history (an invoke with no completion is
+//! indeterminate).
 //!
 //! This crate does not know any system under test: it drives
 //! [`jetsam_targets::Publisher`]s handed to it, applies the per-publish
@@ -30,18 +31,15 @@ use jetsam_core::report::Latency;
 use jetsam_targets::{PublishOutcome, Publisher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// The writer flushes buffered history lines at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-/// Batches queued for the history writer before clients wait for it.
-pub const HISTORY_QUEUE_MAX: usize = 1_024;
-/// Records one client collects before it sends them, waiting or not (so the
-/// queue holds at most `HISTORY_QUEUE_MAX * BATCH_RECORDS_MAX` records).
+/// Records one client collects before it writes them, waiting or not.
 pub const BATCH_RECORDS_MAX: usize = 256;
 /// Highest latency the histogram tracks (longer ones are clamped): a publish
 /// timeout above this is rejected by scenario validation anyway.
@@ -127,20 +125,88 @@ impl Record {
 /// when every handle is dropped and [`HistoryWriter::finish`] is awaited.
 #[derive(Debug, Clone)]
 pub struct HistorySink {
-    tx: mpsc::Sender<Vec<Record>>,
+    shared: Arc<Shared>,
+    /// Never sends: the flusher sees every sink gone when the channel closes.
+    _alive: mpsc::Sender<()>,
 }
 
-impl HistorySink {
-    /// Hands `batch` (in the order its records happened) to the writer,
-    /// waiting while the queue is full.
-    async fn send(&self, batch: Vec<Record>) -> Result<(), HistoryError> {
-        assert!(!batch.is_empty(), "an empty batch is not sent");
-        let id = batch[0].id();
-        self.tx.send(batch).await.map_err(|_| HistoryError::WriterGone { id: id.to_string() })
+/// The history file and its buffer, behind one lock.
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    /// The run's clock origin (shared with events.jsonl).
+    start: Instant,
+    state: Mutex<WriterState>,
+}
+
+#[derive(Debug)]
+struct WriterState {
+    out: std::io::BufWriter<std::fs::File>,
+    lines: u64,
+    /// Lines buffered since the last flush.
+    dirty: bool,
+    /// The first write error (kind, text): every later write fails too.
+    failed: Option<(std::io::ErrorKind, String)>,
+}
+
+impl Shared {
+    fn io(&self, source: std::io::Error) -> HistoryError {
+        HistoryError::Io { path: self.path.clone(), source }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        // A client that panicked mid-write leaves at worst a torn last line,
+        // which the history reader reports; the others may go on.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Flushes buffered lines; the first failure sticks.
+    fn flush(&self) -> Result<(), HistoryError> {
+        let mut state = self.lock();
+        if let Some((kind, text)) = &state.failed {
+            return Err(self.io(std::io::Error::new(*kind, text.clone())));
+        }
+        if state.dirty {
+            if let Err(e) = state.out.flush() {
+                state.failed = Some((e.kind(), e.to_string()));
+                return Err(self.io(e));
+            }
+            state.dirty = false;
+        }
+        Ok(())
     }
 }
 
-/// A client's records not yet handed to the writer.
+impl HistorySink {
+    /// Writes `batch` (in the order its records happened) to the history's
+    /// buffer under the lock, all stamped with one `t_ns` read under it, so
+    /// `t_ns` never decreases down the file. The lock is held for the
+    /// formatting and, when the 64 KiB buffer fills, one write to the page
+    /// cache: short enough for a tokio worker.
+    fn write(&self, batch: &mut Vec<Record>) -> Result<(), HistoryError> {
+        assert!(!batch.is_empty(), "an empty batch is not written");
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        if state.failed.is_some() {
+            return Err(HistoryError::WriterGone { id: batch[0].id().to_string() });
+        }
+        let t_ns = u64::try_from(shared.start.elapsed().as_nanos()).expect("a run lasts less than 584 years");
+        let mut text = Vec::with_capacity(batch.len() * 80);
+        let count = batch.len() as u64;
+        for record in batch.drain(..) {
+            write_line(&mut text, t_ns, record);
+        }
+        if let Err(e) = state.out.write_all(&text) {
+            state.failed = Some((e.kind(), e.to_string()));
+            return Err(shared.io(e));
+        }
+        state.lines += count;
+        state.dirty = true;
+        Ok(())
+    }
+}
+
+/// A client's records not yet written.
 struct Batch {
     records: Vec<Record>,
 }
@@ -150,37 +216,40 @@ impl Batch {
         Batch { records: Vec::with_capacity(BATCH_RECORDS_MAX) }
     }
 
-    /// Adds a record; sends the batch once it is full.
-    async fn push(&mut self, record: Record, sink: &HistorySink) -> Result<(), HistoryError> {
+    /// Adds a record; writes the batch once it is full.
+    fn push(&mut self, record: Record, sink: &HistorySink) -> Result<(), HistoryError> {
         self.records.push(record);
-        if self.records.len() >= BATCH_RECORDS_MAX { self.send(sink).await } else { Ok(()) }
+        if self.records.len() >= BATCH_RECORDS_MAX { self.send(sink) } else { Ok(()) }
     }
 
-    /// Sends what is collected (before the client waits for anything).
-    async fn send(&mut self, sink: &HistorySink) -> Result<(), HistoryError> {
+    /// Writes what is collected (before the client waits for anything).
+    fn send(&mut self, sink: &HistorySink) -> Result<(), HistoryError> {
         if self.records.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.records, Vec::with_capacity(BATCH_RECORDS_MAX));
-        sink.send(full).await
+        sink.write(&mut self.records)
     }
 }
 
-/// The single writer of `history.jsonl`.
+/// Owns `history.jsonl`: a task that flushes it every [`FLUSH_INTERVAL`]
+/// and once more when every [`HistorySink`] is gone.
 #[derive(Debug)]
 pub struct HistoryWriter {
     task: tokio::task::JoinHandle<Result<u64, HistoryError>>,
 }
 
 impl HistoryWriter {
-    /// Creates `path` (truncating it) and starts the writer task; `start` is
+    /// Creates `path` (truncating it) and starts the flusher task; `start` is
     /// the run's clock origin (shared with events.jsonl).
     pub fn spawn(path: &Path, start: Instant) -> Result<(HistoryWriter, HistorySink), HistoryError> {
         let io = |source| HistoryError::Io { path: path.to_path_buf(), source };
         let file = std::fs::File::create(path).map_err(io)?;
-        let (tx, rx) = mpsc::channel(HISTORY_QUEUE_MAX);
-        let task = tokio::spawn(write_loop(path.to_path_buf(), file, start, rx));
-        Ok((HistoryWriter { task }, HistorySink { tx }))
+        let state =
+            WriterState { out: std::io::BufWriter::with_capacity(1 << 16, file), lines: 0, dirty: false, failed: None };
+        let shared = Arc::new(Shared { path: path.to_path_buf(), start, state: Mutex::new(state) });
+        let (alive, gone) = mpsc::channel(1);
+        let task = tokio::spawn(flush_loop(shared.clone(), gone));
+        Ok((HistoryWriter { task }, HistorySink { shared, _alive: alive }))
     }
 
     /// Waits until every sink is dropped and the last line is flushed;
@@ -193,46 +262,19 @@ impl HistoryWriter {
     }
 }
 
-async fn write_loop(
-    path: PathBuf,
-    file: std::fs::File,
-    start: Instant,
-    mut rx: mpsc::Receiver<Vec<Record>>,
-) -> Result<u64, HistoryError> {
-    let io = |source| HistoryError::Io { path: path.clone(), source };
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+async fn flush_loop(shared: Arc<Shared>, mut gone: mpsc::Receiver<()>) -> Result<u64, HistoryError> {
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut dirty = false;
-    let mut lines = 0u64;
-    let mut text = Vec::with_capacity(1 << 16);
     loop {
         tokio::select! {
             biased;
-            batch = rx.recv() => {
-                let Some(batch) = batch else { break };
-                // Stamped here, in the only writer, so t_ns never decreases down
-                // the file; a batch's records happened within one client run
-                // without waiting, so they share the stamp.
-                let t_ns = u64::try_from(start.elapsed().as_nanos()).expect("a run lasts less than 584 years");
-                text.clear();
-                for record in batch {
-                    write_line(&mut text, t_ns, record);
-                    lines += 1;
-                }
-                out.write_all(&text).map_err(io)?;
-                dirty = true;
-            }
-            _ = flush.tick() => {
-                if dirty {
-                    out.flush().map_err(io)?;
-                    dirty = false;
-                }
-            }
+            // Only closes (no sink sends): every sink is dropped.
+            None = gone.recv() => break,
+            _ = flush.tick() => shared.flush()?,
         }
     }
-    out.flush().map_err(io)?;
-    Ok(lines)
+    shared.flush()?;
+    Ok(shared.lock().lines)
 }
 
 /// Appends one history line for `record`, exactly as serde_json writes the
@@ -470,21 +512,21 @@ async fn client_loop(
         if in_flight.len() >= c.in_flight_max {
             // Full: wait for a completion (each is bounded by the timeout),
             // then take every other one that is ready without waiting.
-            batch.send(&sink).await?;
+            batch.send(&sink)?;
             let done = in_flight.next().await.expect("in_flight is not empty");
-            record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
+            record(done, &mut batch, &sink, &counters, &mut latency_us)?;
             while let Some(Some(done)) = in_flight.next().now_or_never() {
-                record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
+                record(done, &mut batch, &sink, &counters, &mut latency_us)?;
             }
             continue;
         }
         if let Some(ticks) = ticks.as_mut() {
-            batch.send(&sink).await?;
+            batch.send(&sink)?;
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = tokio::time::sleep_until(c.deadline) => break,
                 Some(done) = in_flight.next() => {
-                    record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
+                    record(done, &mut batch, &sink, &counters, &mut latency_us)?;
                     continue;
                 }
             }
@@ -494,21 +536,21 @@ async fn client_loop(
         }
         let id = OpId { client: c.client, counter };
         counter += 1;
-        batch.push(Record::Invoke(id), &sink).await?;
+        batch.push(Record::Invoke(id), &sink)?;
         counters.invoked.fetch_add(1, Ordering::Relaxed);
         in_flight.push(publish_one(publisher, id, payload.to_vec(), c.timeout));
     }
     // Drain: every publish already invoked completes (or times out) and is recorded.
     loop {
-        batch.send(&sink).await?;
+        batch.send(&sink)?;
         let Some(done) = in_flight.next().await else { break };
-        record(done, &mut batch, &sink, &counters, &mut latency_us).await?;
+        record(done, &mut batch, &sink, &counters, &mut latency_us)?;
     }
     Ok(latency_us)
 }
 
 /// Counts a completion, records its latency and adds it to the client's batch.
-async fn record(
+fn record(
     done: Completion,
     batch: &mut Batch,
     sink: &HistorySink,
@@ -524,7 +566,7 @@ async fn record(
     if let Some(us) = done.latency_us {
         latency_us.saturating_record(us.clamp(1, LATENCY_US_MAX));
     }
-    batch.push(Record::Done(done.id, done.outcome), sink).await
+    batch.push(Record::Done(done.id, done.outcome), sink)
 }
 
 #[cfg(test)]
