@@ -434,7 +434,6 @@ fn nats_leader_kill_and_restart_keeps_every_ack_on_every_replica() {
     // No more publishing: a publish that timed out while the leader was
     // down may still sit in a client's buffer and be stored later; closing
     // the clients now keeps that from landing after the cluster view is read.
-    drop(publish_round);
     drop(publishers);
     let spec = specs.iter().find(|s| s.name == leader).unwrap().clone();
     cluster.spawn(&target, &scenario, &spec);
