@@ -954,11 +954,18 @@ async fn consume_all(node: &NodeSpec, stream: &mut stream::Stream, last_seq: u64
 pub fn read_node_files(node: &NodeSpec) -> Result<Vec<RecoveredMsg>, String> {
     let msgs_dir = node.data_dir.join("jetstream").join("$G").join("streams").join(STREAM_NAME).join("msgs");
     if !msgs_dir.is_dir() {
-        return Err(format!(
-            "{}: no {} directory: the node holds no replica of stream {STREAM_NAME} (its stream directory is missing)",
-            node.name,
+        // Every node was given a replica (replicas = nodes, and the stream
+        // was created only once every replica was current), so a missing
+        // directory is a replica that nats-server deleted or never made
+        // durable: it holds nothing, and the checker counts what it misses.
+        // Reading it as unreadable would hide the loss (NATS #7556: nodes
+        // with a corrupt meta snapshot delete the stream as an orphan).
+        tracing::warn!(
+            node = %node.name,
+            "no {} directory: the node's replica of stream {STREAM_NAME} is gone; read as holding no messages",
             msgs_dir.display()
-        ));
+        );
+        return Ok(Vec::new());
     }
     let stored = blocks::read_stream_messages(STREAM_NAME, &msgs_dir).map_err(|e| format!("{}: {e}", node.name))?;
     Ok(stored.into_iter().map(|m| RecoveredMsg { seq: m.seq, id: id_or_marker(m.id.as_deref(), m.seq) }).collect())
@@ -1172,6 +1179,21 @@ mod tests {
             monitor_addr: addr(4003),
             dead_addr: addr(4004),
         }
+    }
+
+    #[test]
+    fn a_node_whose_stream_directory_is_gone_holds_no_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = spec(&[]);
+        node.data_dir = dir.path().join("n1");
+        // A data dir with JetStream's account folder but no stream (deleted as an orphan).
+        std::fs::create_dir_all(node.data_dir.join("jetstream").join("$G").join("streams")).unwrap();
+        assert_eq!(read_node_files(&node).unwrap(), Vec::new());
+        // A stream folder with a damaged block is still unreadable, not empty.
+        let msgs = node.data_dir.join("jetstream").join("$G").join("streams").join(STREAM_NAME).join("msgs");
+        std::fs::create_dir_all(&msgs).unwrap();
+        std::fs::write(msgs.join("1.blk"), [0xffu8; 7]).unwrap();
+        assert!(read_node_files(&node).is_err(), "a torn block is reported");
     }
 
     fn scenario(stream: &str) -> Scenario {
