@@ -49,6 +49,13 @@ const BUG_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const BEHIND_REPLIES_MAX: u32 = 3;
 /// The loop wakes at least this often to run timers.
 const TICK: Duration = Duration::from_millis(20);
+/// After a turn that handled events, the loop polls (without sleeping) this
+/// long for the next ones before it blocks. Why: on this project's 2-vCPU VM
+/// a thread asleep in epoll takes ~50 µs to wake, which was most of an async
+/// publish's round trip (bench-node: R1 async 2m 59k/s, p50 132 µs without;
+/// 118k/s, p50 64 µs with). Bounded, and only while busy: an idle node
+/// sleeps as before.
+const SPIN: Duration = Duration::from_micros(100);
 
 /// Where an answer goes: the client connection's writer, with the permit
 /// that bounds that connection's requests in flight.
@@ -293,7 +300,20 @@ impl Core {
         }
         self.process_actions();
         let mut batch = Vec::with_capacity(BATCH_EVENTS_MAX);
+        let mut last_busy: Option<Instant> = None;
         loop {
+            let now = Instant::now();
+            // Busy: poll for [`SPIN`] before sleeping. Each yield lets the
+            // runtime poll the sockets without blocking and run the socket
+            // tasks, which queue what arrived.
+            if let Some(last) = last_busy
+                && now.duration_since(last) < SPIN
+            {
+                let spin_until = now + SPIN;
+                while Instant::now() < spin_until && events.is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            }
             let now = Instant::now();
             let wait = self.election_deadline.saturating_duration_since(now).min(TICK);
             match tokio::time::timeout(wait, events.recv()).await {
@@ -309,6 +329,9 @@ impl Core {
                 {
                     batch.push(ev);
                 }
+            }
+            if !batch.is_empty() {
+                last_busy = Some(Instant::now());
             }
             self.turn_answering(batch.drain(..));
             if self.sync_owed {
