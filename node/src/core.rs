@@ -300,16 +300,14 @@ impl Core {
         }
         self.process_actions();
         let mut batch = Vec::with_capacity(BATCH_EVENTS_MAX);
-        let mut last_busy: Option<Instant> = None;
+        // The last turn handled events: spin before sleeping (see [`SPIN`]).
+        let mut busy = false;
         loop {
-            let now = Instant::now();
             // Busy: poll for [`SPIN`] before sleeping. Each yield lets the
             // runtime poll the sockets without blocking and run the socket
             // tasks, which queue what arrived.
-            if let Some(last) = last_busy
-                && now.duration_since(last) < SPIN
-            {
-                let spin_until = now + SPIN;
+            if busy {
+                let spin_until = Instant::now() + SPIN;
                 while Instant::now() < spin_until && events.is_empty() {
                     tokio::task::yield_now().await;
                 }
@@ -330,9 +328,7 @@ impl Core {
                     batch.push(ev);
                 }
             }
-            if !batch.is_empty() {
-                last_busy = Some(Instant::now());
-            }
+            busy = !batch.is_empty();
             self.turn_answering(batch.drain(..));
             if self.sync_owed {
                 // Let the connection writers send this batch's answers
