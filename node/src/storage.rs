@@ -150,13 +150,19 @@ pub struct Storage {
 }
 
 pub fn encode_record(record: &Record, out: &mut Vec<u8>) {
-    let body = serde_json::to_vec(record).expect("records always serialize");
-    assert!(body.len() <= RECORD_BODY_BYTES_MAX, "record of {} bytes exceeds RECORD_BODY_BYTES_MAX", body.len());
-    let len = (body.len() as u32).to_le_bytes();
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc32c::crc32c(&len).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    out.extend_from_slice(&body);
+    // The body is written in place after room for the 12-byte header, which
+    // is filled in once the body's length and CRC are known (no separate
+    // buffer and copy per record).
+    let start = out.len();
+    out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    serde_json::to_writer(&mut *out, record).expect("records always serialize");
+    let body_len = out.len() - start - RECORD_HEADER_BYTES;
+    assert!(body_len <= RECORD_BODY_BYTES_MAX, "record of {body_len} bytes exceeds RECORD_BODY_BYTES_MAX");
+    let len = (body_len as u32).to_le_bytes();
+    let body_crc = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&len);
+    out[start + 4..start + 8].copy_from_slice(&crc32c::crc32c(&len).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&body_crc);
 }
 
 /// What scanning one segment's bytes found.
