@@ -312,12 +312,18 @@ impl Core {
                     tokio::task::yield_now().await;
                 }
             }
-            let now = Instant::now();
-            let wait = self.election_deadline.saturating_duration_since(now).min(TICK);
-            match tokio::time::timeout(wait, events.recv()).await {
-                Ok(Some(ev)) => batch.push(ev),
-                Ok(None) => self.shutdown(),
-                Err(_) => {}
+            // An event already queued needs no timer (arming one costs two
+            // clock reads and a timer-wheel entry per turn).
+            if let Ok(ev) = events.try_recv() {
+                batch.push(ev);
+            } else {
+                let now = Instant::now();
+                let wait = self.election_deadline.saturating_duration_since(now).min(TICK);
+                match tokio::time::timeout(wait, events.recv()).await {
+                    Ok(Some(ev)) => batch.push(ev),
+                    Ok(None) => self.shutdown(),
+                    Err(_) => {}
+                }
             }
             if !batch.is_empty() {
                 // Let the socket tasks read what is already buffered, so it joins this batch.
@@ -346,6 +352,14 @@ impl Core {
     pub fn turn(&mut self, events: impl IntoIterator<Item = Event>) {
         self.turn_answering(events);
         self.pay_sync_owed();
+    }
+
+    /// Makes the election timer due now, as if its timeout had passed with
+    /// no word from a leader (tests use it to start an election at once;
+    /// the timeout reset noraft asked for at start is superseded by it).
+    pub fn expire_election_timer(&mut self) {
+        self.node.actions_mut().set_election_timeout = false;
+        self.election_deadline = Instant::now();
     }
 
     /// [`Core::turn`] up to the answers: an fsync that answers do not wait
@@ -728,11 +742,18 @@ impl Core {
 
     fn timers(&mut self) {
         let now = Instant::now();
-        if now >= self.election_deadline && self.storage.catching_up() {
+        // This turn's events already asked noraft for a new timeout (a
+        // leader's append or a granted vote): the deadline is stale and
+        // process_actions resets it next. Firing it would start an election
+        // right after hearing from the leader: seen when a turn came later
+        // than the timeout (a slow fsync, a paused node) and the batch held
+        // the leader's message, and when a node finished its catch-up.
+        let due = now >= self.election_deadline && !self.node.actions().set_election_timeout;
+        if due && self.storage.catching_up() {
             // A catch-up member starts no election: it waits for a leader.
             assert!(!self.node.role().is_leader(), "a catch-up member never leads");
             self.election_deadline = now + self.opts.election_timeout_min;
-        } else if now >= self.election_deadline {
+        } else if due {
             // noraft: a leader heartbeats, others start an election. Either
             // way it asks for a new timeout, which resets the deadline.
             self.node.handle_election_timeout();

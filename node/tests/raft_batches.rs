@@ -131,6 +131,7 @@ impl Harness {
     /// index 3 not yet replicated.
     fn leader_with_uncommitted_create() -> Harness {
         let mut h = Harness::start();
+        h.core.expire_election_timer();
         h.core.turn([]);
         let vote_calls = h.sent_to(2);
         assert!(
@@ -227,6 +228,29 @@ fn a_resumed_leader_truncates_then_appends_in_one_batch() {
     let answers = h.answers();
     assert_eq!(answers.len(), 2, "{answers:?}");
     assert!(answers.values().all(is_not_leader), "{answers:?}");
+}
+
+/// A follower whose turn comes after its election timeout has passed (a
+/// slow fsync, a paused process) but whose batch holds the leader's append
+/// keeps following: the append resets the timer before it can fire. Before
+/// the fix the stale deadline fired in the same turn and n1 campaigned.
+#[test]
+fn an_overdue_turn_that_brings_the_leaders_append_starts_no_election() {
+    let mut h = Harness::open(tempfile::tempdir().expect("temp dir"), FAST);
+    let heartbeat = |commit| WireMessage::AppendCall { from: 2, term: 1, commit, prev: (0, 1), entries: vec![] };
+    h.core.turn([Event::Peer(heartbeat(1))]);
+    assert_eq!(h.status().role, Role::Follower);
+    let _ = (h.sent_to(2), h.sent_to(3));
+    for _ in 0..5 {
+        // Past the longest election timeout (2 x 40 ms) with no turn at all.
+        std::thread::sleep(Duration::from_millis(100));
+        h.core.turn([Event::Peer(heartbeat(1))]);
+        let (to2, to3) = (h.sent_to(2), h.sent_to(3));
+        assert!(vote_calls(&to2).is_empty() && vote_calls(&to3).is_empty(), "n1 campaigned: {to2:?} {to3:?}");
+        assert!(to2.contains(&WireMessage::AppendReply { from: 1, term: 1, last: (0, 1) }), "{to2:?}");
+        let status = h.status();
+        assert_eq!((status.role, status.term), (Role::Follower, 1), "{status:?}");
+    }
 }
 
 /// n1's data dir as `--repair` leaves it: n1 had a log of term 1 and was in
