@@ -5,6 +5,13 @@
 //! fsync rate (a loop of 4 KiB write + fdatasync) measured in the same run
 //! and directory. It prints figures; it asserts nothing about speed.
 //!
+//! It also measures a ceiling for the same client loop: a no-op server (this
+//! binary run as `bench --serve-noop`, in its own process) that reads each
+//! publish frame, decodes it and answers `pub_ack` at once, with no storage,
+//! no Raft and no hop between tasks. No node that speaks this protocol over
+//! TCP can ack faster than that on the same machine, so the ceiling bounds
+//! what "async R1 / strong always" can reach here.
+//!
 //! Usage: bench [--secs N] [--dir DIR] [--only NAME]   (JETSAM_NODE_BIN = the node binary)
 
 use std::collections::BTreeMap;
@@ -16,12 +23,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jetsam_core::proto::{self, Request, RequestBody, Response, ResponseBody};
 use jetsam_core::scenario::Scenario;
 use jetsam_targets::node::NodeTarget;
 use jetsam_targets::{NodeSpec, PublishOutcome, Publisher, Target};
 
 const CLIENTS: u32 = 8;
 const PAYLOAD_BYTES: usize = 128;
+const CEILING: &str = "no-op server (ceiling)";
 
 struct Procs(Vec<Child>);
 
@@ -108,12 +117,21 @@ async fn run_case(binary: &Path, root: &Path, nodes: u32, consistency: Option<&s
     target.create_stream(&scenario, &specs, wait).await.expect("stream");
     let leader = target.leader(&specs).await.expect("leader");
     let li = specs.iter().position(|s| s.name == leader).expect("leader index");
+    let mut publishers = Vec::new();
+    for _ in 0..CLIENTS {
+        // Start every client at the leader so no time goes to redirects.
+        publishers.push(target.publisher(&scenario, &specs, li as u32).await.expect("publisher"));
+    }
+    drive(publishers, secs).await
+}
+
+/// Runs the 8 clients, one publish in flight each, for `secs` seconds.
+async fn drive(publishers: Vec<Box<dyn Publisher>>, secs: f64) -> Figures {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for client in 0..CLIENTS {
-        // Start every client at the leader so no time goes to redirects.
-        let p: Arc<dyn Publisher> = Arc::from(target.publisher(&scenario, &specs, li as u32).await.expect("publisher"));
+    for (client, p) in publishers.into_iter().enumerate() {
+        let p: Arc<dyn Publisher> = Arc::from(p);
         tasks.push(tokio::spawn(async move {
             let mut lat_us = Vec::new();
             let mut other = 0usize;
@@ -143,10 +161,98 @@ async fn run_case(binary: &Path, root: &Path, nodes: u32, consistency: Option<&s
     Figures { acked: lat.len(), other, rate: lat.len() as f64 / elapsed, p50_us: pct(0.50), p99_us: pct(0.99) }
 }
 
+/// The ceiling case: starts `bench --serve-noop` and drives it with the
+/// same clients and the node target's own publisher.
+async fn run_ceiling(root: &Path, secs: f64) -> Figures {
+    let scenario =
+        Scenario::from_toml_str("bench", "name = \"bench\"\nnodes = 1\nduration = \"5s\"\n[stream]\nreplicas = 1\n")
+            .expect("scenario");
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe).arg("--serve-noop").stdout(Stdio::piped()).spawn().expect("spawn no-op server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+        .expect("no-op server address");
+    let _procs = Procs(vec![child]);
+    let addr: SocketAddr = line.trim().parse().expect("no-op server prints its address");
+    let spec = NodeSpec {
+        name: "n1".into(),
+        data_dir: root.to_path_buf(),
+        conf_dir: root.to_path_buf(),
+        client_addr: addr,
+        peer_listen_addr: free_addr(),
+        peers: BTreeMap::new(),
+        monitor_addr: free_addr(),
+        dead_addr: free_addr(),
+    };
+    let target = NodeTarget::new(PathBuf::from("unused"));
+    let specs = [spec];
+    let mut publishers = Vec::new();
+    for _ in 0..CLIENTS {
+        publishers.push(target.publisher(&scenario, &specs, 0).await.expect("publisher"));
+    }
+    drive(publishers, secs).await
+}
+
+/// `bench --serve-noop`: a server of the node's client protocol that acks
+/// every publish at once with the next sequence (and answers anything else
+/// with an error). One current-thread runtime, as the node has; each
+/// connection reads a frame, decodes it, encodes the answer and writes it.
+fn serve_noop() -> ! {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("{}", listener.local_addr().expect("addr"));
+        let _ = std::io::stdout().flush();
+        let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        loop {
+            let (sock, _) = listener.accept().await.expect("accept");
+            let _ = sock.set_nodelay(true);
+            let seq = seq.clone();
+            tokio::spawn(async move {
+                let (rd, mut wr) = sock.into_split();
+                let mut rd = BufReader::new(rd);
+                loop {
+                    let mut prefix = [0u8; 4];
+                    if rd.read_exact(&mut prefix).await.is_err() {
+                        return;
+                    }
+                    let Ok(len) = proto::frame_len(prefix) else { return };
+                    let mut body = vec![0u8; len];
+                    if rd.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let Ok(req) = proto::decode_body::<Request>(&body) else { return };
+                    let body = match req.body {
+                        RequestBody::Publish { .. } => {
+                            ResponseBody::PubAck { seq: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 }
+                        }
+                        _ => ResponseBody::Error {
+                            error: proto::ProtoError {
+                                code: proto::ErrorCode::BadRequest,
+                                message: "the no-op bench server only acks publishes".into(),
+                                definite: true,
+                                leader_hint: None,
+                            },
+                        },
+                    };
+                    if wr.write_all(&proto::encode_frame(&Response { req_id: req.req_id, body })).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    unreachable!("the no-op server serves until killed")
+}
+
 fn main() {
     let mut secs = 5.0;
     let mut dir = std::env::temp_dir().join(format!("jetsam-bench-node-{}", std::process::id()));
     let mut only: Option<String> = None;
+    if std::env::args().nth(1).as_deref() == Some("--serve-noop") {
+        serve_noop();
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -191,9 +297,18 @@ fn main() {
         let _ = std::fs::remove_dir_all(&root);
         results.insert(name, f.rate);
     }
+    if only.as_deref().is_none_or(|o| o == CEILING) {
+        let root = dir.join("ceiling");
+        let f = rt.block_on(run_ceiling(&root, secs));
+        println!("{CEILING:<22} {:>10} {:>10.0} {:>9} {:>9} {:>7}", f.acked, f.rate, f.p50_us, f.p99_us, f.other);
+        results.insert(CEILING, f.rate);
+    }
     if let (Some(r1), Some(a)) = (results.get("R1 strong always"), results.get("R1 async 2m")) {
         println!("R1 strong always / raw fsync rate: {:.2}x (goal > 1: group commit)", r1 / fsync_rate);
         println!("R1 async 2m / R1 strong always: {:.1}x (goal >= 10)", a / r1);
+    }
+    if let (Some(r1), Some(c)) = (results.get("R1 strong always"), results.get(CEILING)) {
+        println!("no-op ceiling / R1 strong always: {:.1}x (the most any async node could reach here)", c / r1);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
