@@ -200,7 +200,7 @@ async fn run_ceiling(root: &Path, secs: f64) -> Figures {
 fn serve_noop() -> ! {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+        use tokio::io::{AsyncWriteExt, BufReader};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         println!("{}", listener.local_addr().expect("addr"));
         let _ = std::io::stdout().flush();
@@ -212,16 +212,8 @@ fn serve_noop() -> ! {
             tokio::spawn(async move {
                 let (rd, mut wr) = sock.into_split();
                 let mut rd = BufReader::new(rd);
-                loop {
-                    let mut prefix = [0u8; 4];
-                    if rd.read_exact(&mut prefix).await.is_err() {
-                        return;
-                    }
-                    let Ok(len) = proto::frame_len(prefix) else { return };
-                    let mut body = vec![0u8; len];
-                    if rd.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
+                // The node's own frame reader, so the ceiling reads as the node does.
+                while let Ok(body) = jetsam_node::net::read_frame(&mut rd).await {
                     let Ok(req) = proto::decode_body::<Request>(&body) else { return };
                     let body = match req.body {
                         RequestBody::Publish { .. } => {
