@@ -120,8 +120,7 @@ fn main() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
-        tracing::error!("stopping after a panic (an invariant broke): {info}");
-        std::process::exit(exit::ENVIRONMENT);
+        stop(format_args!("stopping after a panic (an invariant broke): {info}"));
     }));
 
     let mut bugs = Bugs::default();
@@ -177,18 +176,15 @@ fn main() {
         args.data_dir.display()
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| {
-        tracing::error!("failed to start the async runtime: {e}");
-        std::process::exit(exit::ENVIRONMENT);
-    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| stop(format_args!("failed to start the async runtime: {e}")));
     let bind = |addr: SocketAddr, what: &str| {
         let listener = std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
         match listener {
             Ok(l) => l,
-            Err(e) => {
-                tracing::error!("failed to listen for {what} on {addr}: {e}; pick a free port");
-                std::process::exit(exit::ENVIRONMENT);
-            }
+            Err(e) => stop(format_args!("failed to listen for {what} on {addr}: {e}; pick a free port")),
         }
     };
     let client_listener = bind(args.client_addr, "clients");
@@ -221,10 +217,7 @@ fn main() {
     };
     let core = match Core::new(opts, storage, recovered.meta, recovered.records, peer_queues) {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!("failed to start: {e}");
-            std::process::exit(exit::ENVIRONMENT);
-        }
+        Err(e) => stop(format_args!("failed to start: {e}")),
     };
     // Spawned tasks run while `block_on` below drives the runtime.
     runtime.spawn(core.run(events_rx));
@@ -232,8 +225,7 @@ fn main() {
     runtime.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            tracing::error!("failed to install signal handlers");
-            std::process::exit(exit::ENVIRONMENT);
+            stop("failed to install signal handlers");
         };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -241,8 +233,7 @@ fn main() {
         }
         // The event loop fsyncs and exits the process; a full queue just delays it.
         if events_tx.send(Event::Shutdown).await.is_err() {
-            tracing::error!("the event loop is gone; exiting without its final fsync");
-            std::process::exit(exit::ENVIRONMENT);
+            stop("the event loop is gone; exiting without its final fsync");
         }
         std::future::pending::<()>().await
     })
