@@ -23,10 +23,8 @@ pub struct Request {
     pub body: RequestBody,
 }
 
-/// Every field any request may carry, in one flat struct: serde reads it in
-/// one pass whatever the field order, and [`FlatRequest::into_request`]
-/// then checks that the fields the `op` needs are there. Unknown fields are
-/// ignored, as the derived form ignored them.
+/// The `op` tag: one name per [`RequestBody`] variant (the test
+/// `every_request_round_trips` fails to compile when a variant has none).
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Op {
@@ -40,6 +38,10 @@ enum Op {
     Status,
 }
 
+/// Every field any request may carry, in one flat struct: serde reads it in
+/// one pass whatever the field order, and [`FlatRequest::into_request`]
+/// then checks that the fields the `op` needs are there. Unknown fields are
+/// ignored, as the derived form ignored them.
 #[derive(Deserialize)]
 struct FlatRequest {
     req_id: u64,
@@ -464,6 +466,17 @@ mod tests {
             RequestBody::Status,
         ];
         for (i, body) in bodies.into_iter().enumerate() {
+            // No wildcard: a new variant must get an `Op` and a case above.
+            match &body {
+                RequestBody::CreateStream { .. }
+                | RequestBody::UpdateStream { .. }
+                | RequestBody::StreamInfo { .. }
+                | RequestBody::Publish { .. }
+                | RequestBody::PublishBatch { .. }
+                | RequestBody::ReadCluster { .. }
+                | RequestBody::ReadLocal { .. }
+                | RequestBody::Status => {}
+            }
             let req = Request { req_id: i as u64, body };
             let json = serde_json::to_string(&req).unwrap();
             assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), req, "{json}");
