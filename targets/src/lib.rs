@@ -3,6 +3,7 @@
 //! back each node. The controller drives every target through the [`Target`]
 //! trait and never needs to know which one it runs.
 
+pub mod adapter;
 pub mod nats;
 pub mod node;
 
