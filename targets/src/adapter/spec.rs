@@ -656,4 +656,18 @@ values.off = { log = "no" }
             assert!(e.contains("target.toml"), "the error names the file: {e}");
         }
     }
+
+    #[test]
+    fn the_shipped_redis_target_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("redis/target.toml");
+        let t = LoadedTarget::load(&path).unwrap();
+        assert_eq!(t.file.name, "redis");
+        assert_eq!(t.mode_for(Mode::Strong, Some("always")).unwrap().set["appendfsync"], "always");
+        assert_eq!(t.mode_for(Mode::Async, Some("1s")).unwrap().set["appendfsync"], "everysec");
+        assert!(t.mode_for(Mode::Async, Some("2s")).is_err(), "Redis fsyncs every second or always, nothing else");
+        let rdb = BTreeMap::from([("persistence".to_string(), "rdb".to_string())]);
+        let mode = t.mode_for(Mode::Strong, None).unwrap();
+        assert_eq!(t.defined_values(mode, &t.settings_for(&rdb).unwrap())["appendonly"], "no");
+        assert!(t.check_shape(3, 3).is_err(), "one server only");
+    }
 }
