@@ -340,6 +340,19 @@ impl LoadedTarget {
         all.extend(
             node.files.iter().zip(&self.templates).map(|(f, t)| (format!("template {:?}", f.template), t.as_str())),
         );
+        // A mode's set values may use the built-in placeholders (e.g. "{sync_ms}ms").
+        let builtins: BTreeSet<&str> = BUILTIN_PLACEHOLDERS.iter().copied().collect();
+        for (i, m) in self.file.modes.iter().enumerate() {
+            for (key, value) in &m.set {
+                let names = placeholders(value).map_err(|e| (format!("modes[{i}].set.{key}: {e}"), "fix it".into()))?;
+                if let Some(name) = names.iter().find(|n| !builtins.contains(n.as_str())) {
+                    return Err((
+                        format!("modes[{i}].set.{key}: unknown placeholder {{{name}}}"),
+                        format!("a set value may use only {{{}}}", BUILTIN_PLACEHOLDERS.join("}, {")),
+                    ));
+                }
+            }
+        }
         for (where_, template) in all {
             let names = placeholders(template).map_err(|e| (format!("{where_}: {e}"), "fix the template".into()))?;
             for name in names {
@@ -648,6 +661,7 @@ values.off = { log = "no" }
             (&GOOD.replace("nodes_max = 3", "nodes_max = 16"), "ok", "nodes_max = 16"),
             (&GOOD.replace("{peer:n2}", "{peer:primary}"), "ok", "{peer:primary}"),
             (&GOOD.replace("kv.conf.in", "missing.in"), "ok", "missing.in"),
+            (&GOOD.replace("every {sync_ms}", "every {log}"), "ok", "modes[1].set.fsync: unknown placeholder {log}"),
         ];
         for (text, template, expected) in cases {
             let path = write_target(dir.path(), text, template);
@@ -669,5 +683,18 @@ values.off = { log = "no" }
         let mode = t.mode_for(Mode::Strong, None).unwrap();
         assert_eq!(t.defined_values(mode, &t.settings_for(&rdb).unwrap())["appendonly"], "no");
         assert!(t.check_shape(3, 3).is_err(), "one server only");
+    }
+
+    #[test]
+    fn the_shipped_postgres_target_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("postgres/target.toml");
+        let t = LoadedTarget::load(&path).unwrap();
+        assert_eq!(t.file.node.peer_port, PeerPort::Client);
+        assert_eq!(t.mode_for(Mode::Strong, Some("always")).unwrap().set["synchronous_commit"], "on");
+        let async_mode = t.mode_for(Mode::Async, Some("200ms")).unwrap();
+        assert_eq!(async_mode.set["synchronous_commit"], "off");
+        assert_eq!(async_mode.set["wal_writer_delay"], "{sync_ms}ms");
+        let off = BTreeMap::from([("fsync".to_string(), "off".to_string())]);
+        assert_eq!(t.defined_values(async_mode, &t.settings_for(&off).unwrap())["fsync"], "off");
     }
 }

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""jetsam adapter for PostgreSQL (docs/adapter-protocol.md, protocol 1).
+
+Reads one JSON request per line on stdin, answers one JSON line on stdout.
+The stream is the table `jetsam`; a publish is one autocommit
+`INSERT ... RETURNING seq`, so its answer comes after COMMIT (whatever
+synchronous_commit makes COMMIT wait for). Requests are answered in order,
+one at a time; jetsam's own timeout turns a stuck publish into info.
+"""
+import json
+import sys
+
+import psycopg
+
+CONNECT_TIMEOUT_S = 2
+CREATE = "CREATE TABLE IF NOT EXISTS jetsam (seq bigserial PRIMARY KEY, msg text NOT NULL, payload text NOT NULL)"
+
+
+class Nodes:
+    def __init__(self, nodes):
+        self.names = [n["name"] for n in nodes]
+        self.addr = {n["name"]: (n["host"], n["port"]) for n in nodes}
+        self.conns = {}
+
+    def conn(self, name):
+        c = self.conns.get(name)
+        if c is None or c.closed or c.broken:
+            host, port = self.addr[name]
+            c = psycopg.connect(host=host, port=port, user="jetsam", dbname="postgres",
+                                connect_timeout=CONNECT_TIMEOUT_S, autocommit=True)
+            self.conns[name] = c
+        return c
+
+    def drop(self, name):
+        c = self.conns.pop(name, None)
+        if c is not None:
+            try:
+                c.close()
+            except psycopg.Error:
+                pass
+
+
+def publish(nodes, msg, payload):
+    primary = nodes.names[0]
+    try:
+        conn = nodes.conn(primary)
+    except psycopg.Error as e:
+        return {"outcome": "fail", "error": "connect: %s" % e}  # nothing was sent
+    try:
+        row = conn.execute("INSERT INTO jetsam (msg, payload) VALUES (%s, %s) RETURNING seq", (msg, payload)).fetchone()
+    except psycopg.OperationalError as e:
+        # The connection broke after the INSERT was sent: it may have committed.
+        nodes.drop(primary)
+        return {"outcome": "info", "error": str(e).strip()}
+    except psycopg.Error as e:
+        # The server refused the statement (e.g. read-only, shutting down): no commit.
+        return {"outcome": "fail", "error": str(e).strip()}
+    return {"outcome": "ok", "seq": row[0], "node": primary}
+
+
+def each_node(nodes, sql):
+    """Runs sql on every node; None when all answer, else why not."""
+    for name in nodes.names:
+        try:
+            nodes.conn(name).execute(sql)
+        except psycopg.Error as e:
+            nodes.drop(name)
+            return "%s: %s" % (name, str(e).strip())
+    return None
+
+
+def handle(nodes, req):
+    op = req["op"]
+    if op == "publish":
+        return publish(nodes, req["msg"], req["payload"])
+    if op in ("ready", "converged"):
+        why = each_node(nodes, "SELECT 1")
+        return {op: True} if why is None else {op: False, "why": why}
+    if op == "create":
+        try:
+            nodes.conn(nodes.names[0]).execute(CREATE)
+        except psycopg.Error as e:
+            nodes.drop(nodes.names[0])
+            return {"error": str(e).strip()}
+        return {"ok": True}
+    if op == "leader":
+        return {"leader": nodes.names[0]}
+    if op == "read":
+        name = req["node"]
+        try:
+            rows = nodes.conn(name).execute("SELECT seq, msg FROM jetsam ORDER BY seq").fetchall()
+        except psycopg.Error as e:
+            nodes.drop(name)
+            return {"error": "%s: %s" % (name, str(e).strip())}
+        return {"msgs": [[seq, msg] for seq, msg in rows]}
+    return {"error": "unknown op %r" % op}
+
+
+def main():
+    nodes = None
+    for raw in sys.stdin:
+        req = json.loads(raw)
+        if req["op"] == "hello":
+            nodes = Nodes(req["nodes"])
+            answer = {"protocol": 1, "adapter": "jetsam-postgres 1", "cluster_view": False}
+        else:
+            answer = handle(nodes, req)
+        answer["id"] = req["id"]
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
