@@ -7,3 +7,4 @@
 
 pub mod reply;
 pub mod spec;
+pub mod template;

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use super::template::{TemplateError, placeholders, render};
+
 /// The version of docs/adapter-protocol.md this code speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Most nodes a target file may allow (the scenario's own limit).
@@ -198,91 +200,6 @@ pub enum SpecError {
     Parse { path: PathBuf, message: String },
     #[error("invalid target file {}: {message}; fix: {fix}", path.display())]
     Invalid { path: PathBuf, message: String, fix: String },
-}
-
-/// A template that does not render.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    #[error("unclosed \"{{\" at byte {at}")]
-    Unclosed { at: usize },
-    #[error("a lone \"}}\" at byte {at} (write \"}}}}\" for a literal brace)")]
-    LoneClose { at: usize },
-    #[error("unknown placeholder {{{name}}}")]
-    Unknown { name: String },
-}
-
-/// One piece of a parsed template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece<'a> {
-    Text(&'a str),
-    /// A literal `{` or `}` written doubled.
-    Brace(char),
-    Var(&'a str),
-}
-
-fn parse_template(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
-    let bytes = template.as_bytes();
-    let mut pieces = Vec::new();
-    let (mut i, mut text_start) = (0, 0);
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c != b'{' && c != b'}' {
-            i += 1;
-            continue;
-        }
-        if text_start < i {
-            pieces.push(Piece::Text(&template[text_start..i]));
-        }
-        if bytes.get(i + 1) == Some(&c) {
-            pieces.push(Piece::Brace(c as char));
-            i += 2;
-        } else if c == b'}' {
-            return Err(TemplateError::LoneClose { at: i });
-        } else {
-            let end = template[i + 1..].find(['}', '{', '\n']).map(|e| e + i + 1);
-            match end {
-                Some(e) if bytes[e] == b'}' => {
-                    pieces.push(Piece::Var(&template[i + 1..e]));
-                    i = e + 1;
-                }
-                _ => return Err(TemplateError::Unclosed { at: i }),
-            }
-        }
-        text_start = i;
-    }
-    if text_start < bytes.len() {
-        pieces.push(Piece::Text(&template[text_start..]));
-    }
-    Ok(pieces)
-}
-
-/// Renders `template`, asking `value` for each placeholder (`None` =
-/// unknown, an error naming it).
-pub fn render(template: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<String, TemplateError> {
-    let mut out = String::with_capacity(template.len());
-    for piece in parse_template(template)? {
-        match piece {
-            Piece::Text(t) => out.push_str(t),
-            Piece::Brace(c) => out.push(c),
-            Piece::Var(name) => {
-                out.push_str(&value(name).ok_or_else(|| TemplateError::Unknown { name: name.to_string() })?)
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The placeholders `template` uses, in order of first use.
-pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
-    let mut seen = Vec::new();
-    for piece in parse_template(template)? {
-        if let Piece::Var(name) = piece
-            && !seen.iter().any(|s| s == name)
-        {
-            seen.push(name.to_string());
-        }
-    }
-    Ok(seen)
 }
 
 /// A loaded, checked target file with its templates read.
@@ -543,27 +460,8 @@ fn check_file(f: &TargetFile) -> Result<(), (String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-
-    fn vars(name: &str) -> Option<String> {
-        match name {
-            "name" => Some("n1".into()),
-            "peer:n2" => Some("127.0.0.1:9".into()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn renders_placeholders_and_literal_braces() {
-        assert_eq!(render("node {name} -> {peer:n2}", &vars).unwrap(), "node n1 -> 127.0.0.1:9");
-        assert_eq!(render("{{x}} {name}}}", &vars).unwrap(), "{x} n1}");
-        assert_eq!(render("", &vars).unwrap(), "");
-        assert_eq!(render("{nope}", &vars), Err(TemplateError::Unknown { name: "nope".into() }));
-        assert_eq!(render("a {name", &vars), Err(TemplateError::Unclosed { at: 2 }));
-        assert_eq!(render("a } b", &vars), Err(TemplateError::LoneClose { at: 2 }));
-        assert_eq!(placeholders("{a} {b} {a} {{c}}").unwrap(), vec!["a", "b"]);
-    }
 
     #[test]
     fn sync_entries_match_the_scenario_sync() {
@@ -579,7 +477,7 @@ mod tests {
         assert!(SyncMatch::parse("sometimes").is_err());
     }
 
-    const GOOD: &str = r#"
+    pub(crate) const GOOD: &str = r#"
 protocol = 1
 name = "kv"
 adapter = ["python3", "adapter.py"]
@@ -607,7 +505,7 @@ values.on = { log = "yes" }
 values.off = { log = "no" }
 "#;
 
-    fn write_target(dir: &Path, text: &str, template: &str) -> PathBuf {
+    pub(crate) fn write_target(dir: &Path, text: &str, template: &str) -> PathBuf {
         std::fs::write(dir.join("kv.conf.in"), template).unwrap();
         let path = dir.join("target.toml");
         std::fs::write(&path, text).unwrap();
