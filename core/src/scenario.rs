@@ -212,6 +212,12 @@ impl Scenario {
     }
 }
 
+/// A plain name (letters, digits, `-`, `_`, `.`): scenario names become
+/// results folders, target names appear in every adapter error.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Node names `n1` .. `nN`, the naming every target uses.
 pub fn node_names(count: u32) -> Vec<String> {
     (1..=count).map(|i| format!("n{i}")).collect()

@@ -258,7 +258,7 @@ fn check_seed(ctx: &Ctx, seed: u64) -> Result<(), ScenarioError> {
 
 fn validate(ctx: &Ctx, s: &Scenario) -> Result<(), ScenarioError> {
     let top = |key| ctx.line("", None, key);
-    if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if !jetsam_core::scenario::is_plain_name(&s.name) {
         return Err(ctx.invalid(
             top("name"),
             format!("name {:?} is not a plain name (it becomes a results folder)", s.name),

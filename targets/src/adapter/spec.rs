@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use super::template::{TemplateError, placeholders, render};
+use super::template::placeholders;
 
 /// The version of docs/adapter-protocol.md this code speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -400,7 +400,7 @@ fn check_file(f: &TargetFile) -> Result<(), (String, String)> {
             "write the target file and adapter for docs/adapter-protocol.md version 1",
         );
     }
-    if f.name.is_empty() || !f.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if !jetsam_core::scenario::is_plain_name(&f.name) {
         return err(format!("name {:?} is not a plain name", f.name), "use letters, digits, '-', '_' and '.'");
     }
     if f.adapter.is_empty() || f.adapter[0].is_empty() {
