@@ -356,17 +356,7 @@ async fn phases(
         .await?;
     progress.phase("start", &format!("cluster ready and stream created in {}ms", t.elapsed().as_millis()));
 
-    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
-    for client in 0..scenario.workload.clients {
-        let p = tokio::time::timeout(PUBLISHER_TIMEOUT, target.publisher(scenario, cluster.specs(), client))
-            .await
-            .map_err(|_| TargetError::Timeout {
-            action: format!("make publisher {client}"),
-            waited: PUBLISHER_TIMEOUT,
-            detail: "the target did not answer".into(),
-        })??;
-        publishers.push(Arc::from(p));
-    }
+    let publishers = make_publishers(scenario, &cluster, target).await?;
     let (writer, sink) = HistoryWriter::spawn(&run_dir.join(jetsam_checkers::load::HISTORY_FILE), start)?;
     let counters = Arc::new(Counters::default());
     let config = WorkloadConfig {
@@ -408,6 +398,49 @@ async fn phases(
         progress.line(&format!("warning: {e}"));
     }
 
+    read_back(scenario, &mut cluster, target, run_dir, &events, progress).await?;
+    cluster.shutdown_proxies().await;
+    drop(cluster);
+
+    progress.phase("check", "checking");
+    let (input, config) = jetsam_checkers::load_run(run_dir, &jetsam_checkers::Overrides::default())
+        .map_err(|e| RunError::Check(e.to_string()))?;
+    let mut report = jetsam_checkers::check(&input, &config);
+    report.latency = workload.latency();
+    crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
+    Ok(report)
+}
+
+/// One publisher per workload client, each made within [`PUBLISHER_TIMEOUT`].
+async fn make_publishers(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    target: &dyn Target,
+) -> Result<Vec<Arc<dyn Publisher>>, RunError> {
+    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+    for client in 0..scenario.workload.clients {
+        let p = tokio::time::timeout(PUBLISHER_TIMEOUT, target.publisher(scenario, cluster.specs(), client))
+            .await
+            .map_err(|_| TargetError::Timeout {
+            action: format!("make publisher {client}"),
+            waited: PUBLISHER_TIMEOUT,
+            detail: "the target did not answer".into(),
+        })??;
+        publishers.push(Arc::from(p));
+    }
+    Ok(publishers)
+}
+
+/// Reads back the cluster view and every node's own copy into `recovered/`,
+/// stopping the nodes before (after-stop targets) or after (live targets).
+async fn read_back(
+    scenario: &Scenario,
+    cluster: &mut Cluster,
+    target: &dyn Target,
+    run_dir: &Path,
+    events: &EventLog,
+    progress: &Progress,
+) -> Result<(), RunError> {
     progress.phase("read", "reading back every node");
     let recovered = run_dir.join(jetsam_checkers::load::RECOVERED_DIR);
     std::fs::create_dir_all(&recovered).map_err(|source| RunError::Write { path: recovered.clone(), source })?;
@@ -421,12 +454,12 @@ async fn phases(
         }
     }
     if target.read_back_mode() == ReadBack::AfterStop {
-        stop_all(&mut cluster, progress);
+        stop_all(cluster, progress);
     }
     if target.read_back_mode() == ReadBack::Live {
         // A node that died after the final heal cannot answer: say so in its reason.
         for name in cluster.names() {
-            cluster.check_alive(&name, &events)?;
+            cluster.check_alive(&name, events)?;
         }
     }
     for spec in cluster.specs() {
@@ -446,18 +479,9 @@ async fn phases(
         }
     }
     if target.read_back_mode() == ReadBack::Live {
-        stop_all(&mut cluster, progress);
+        stop_all(cluster, progress);
     }
-    cluster.shutdown_proxies().await;
-    drop(cluster);
-
-    progress.phase("check", "checking");
-    let (input, config) = jetsam_checkers::load_run(run_dir, &jetsam_checkers::Overrides::default())
-        .map_err(|e| RunError::Check(e.to_string()))?;
-    let mut report = jetsam_checkers::check(&input, &config);
-    report.latency = workload.latency();
-    crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
-    Ok(report)
+    Ok(())
 }
 
 /// Slack the controller allows a target call beyond the limit it was given.
