@@ -9,6 +9,7 @@
 use crate::duration::serde_human;
 use crate::report::Mode;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +44,7 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// `node` (the reference node, default) or `nats`.
+    /// `node` (the reference node, default), `nats` or `adapter`.
     #[serde(default = "default_target_kind")]
     pub kind: String,
     /// Reference node only: a deliberate bug to switch on (see docs/node.md).
@@ -57,6 +58,13 @@ pub struct Target {
     /// of stopping (see docs/node.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repair: bool,
+    /// Adapter targets only: the target file (docs/adapter-protocol.md),
+    /// relative to the directory jetsam runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Adapter targets only: values of the target file's own `[settings]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 fn default_target_kind() -> String {
@@ -65,7 +73,14 @@ fn default_target_kind() -> String {
 
 impl Default for Target {
     fn default() -> Self {
-        Target { kind: default_target_kind(), bug: None, version: None, repair: false }
+        Target {
+            kind: default_target_kind(),
+            bug: None,
+            version: None,
+            repair: false,
+            file: None,
+            settings: BTreeMap::new(),
+        }
     }
 }
 

@@ -212,7 +212,8 @@ impl Cluster {
                 data_dir: run_dir.join("data").join(name),
                 conf_dir: run_dir.join("conf").join(name),
                 client_addr: ports[4 * i],
-                peer_listen_addr: ports[4 * i + 1],
+                // One port for clients and peers where the system has only one.
+                peer_listen_addr: if target.peer_is_client_port() { ports[4 * i] } else { ports[4 * i + 1] },
                 peers: BTreeMap::new(),
                 monitor_addr: ports[4 * i + 2],
                 dead_addr: ports[4 * i + 3],

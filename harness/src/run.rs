@@ -25,6 +25,8 @@ use jetsam_core::exit;
 use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
 use jetsam_core::report::{Report, Verdict};
 use jetsam_core::scenario::{Expect, Scenario};
+use jetsam_targets::adapter::AdapterTarget;
+use jetsam_targets::adapter::spec::{LoadedTarget, SpecError};
 use jetsam_targets::nats::NatsTarget;
 use jetsam_targets::node::NodeTarget;
 use jetsam_targets::{Publisher, ReadBack, Target, TargetError};
@@ -114,6 +116,12 @@ pub enum RunError {
     TargetUnavailable { kind: String },
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    TargetFile(#[from] SpecError),
+    #[error("invalid target.settings: {message}; fix: {fix}")]
+    TargetSettings { message: String, fix: String },
+    #[error("failed to drive the system under test: {0}; the run has no verdict (see adapter/ in the run folder)")]
+    Adapter(String),
     #[error(
         "failed to start the cluster: node {node} exited before the cluster was ready; see nodes/{node}.log in the run folder"
     )]
@@ -139,7 +147,7 @@ pub enum RunError {
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Scenario(_) => exit::BAD_INPUT,
+            RunError::Scenario(_) | RunError::TargetFile(_) | RunError::TargetSettings { .. } => exit::BAD_INPUT,
             RunError::RunDir { bad_input: true, .. } => exit::BAD_INPUT,
             _ => exit::ENVIRONMENT,
         }
@@ -190,24 +198,38 @@ fn make_target(scenario: &Scenario) -> Result<Box<dyn Target>, RunError> {
     match scenario.target.kind.as_str() {
         "node" => Ok(Box::new(NodeTarget::locate(None)?)),
         "nats" => Ok(Box::new(NatsTarget::for_scenario(scenario, None)?)),
+        "adapter" => {
+            let spec = LoadedTarget::load(&target_file(scenario))?;
+            let target = AdapterTarget::for_scenario(spec, scenario)
+                .map_err(|(message, fix)| RunError::TargetSettings { message, fix })?;
+            Ok(Box::new(target))
+        }
         other => Err(RunError::TargetUnavailable { kind: other.to_string() }),
     }
 }
 
-/// A target of `kind` without its binary: enough to validate a scenario, so
-/// a bad scenario is reported as such (exit 2) even where the binary is missing.
-fn validator(kind: &str) -> Option<Box<dyn Target>> {
-    match kind {
+/// An adapter scenario's target file, relative to the current directory.
+fn target_file(scenario: &Scenario) -> PathBuf {
+    PathBuf::from(scenario.target.file.as_deref().unwrap_or_default())
+}
+
+/// A target of the scenario's kind without its binary: enough to validate a
+/// scenario, so a bad scenario is reported as such (exit 2) even where the
+/// binary is missing. An adapter target's file is read here: a broken one is
+/// a user error too.
+fn validator(scenario: &Scenario) -> Result<Option<Box<dyn Target>>, RunError> {
+    Ok(match scenario.target.kind.as_str() {
         "node" => Some(Box::new(NodeTarget::new(PathBuf::new()))),
         "nats" => Some(Box::new(NatsTarget::new(PathBuf::new()))),
+        "adapter" => Some(Box::new(AdapterTarget::load(&target_file(scenario))?)),
         _ => None,
-    }
+    })
 }
 
 fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
     // The target kind comes from the file; the generic rules run first.
     let probe = crate::scenario::load(&options.scenario, &options.overrides, None, || 0)?;
-    let validator = validator(&probe.scenario.target.kind);
+    let validator = validator(&probe.scenario)?;
     let seed_if_unset = || u64::from(rand::random::<u32>());
     Ok(crate::scenario::load(&options.scenario, &options.overrides, validator.as_deref(), seed_if_unset)?)
 }
@@ -304,6 +326,11 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     progress.finish();
     // Whatever the outcome, no task outlives the run.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    // A target whose machinery failed (an adapter that broke the protocol)
+    // gives no verdict, whatever the phases returned.
+    if let Some(why) = target.fatal() {
+        return Err(RunError::Adapter(why));
+    }
     let report = result?;
     print!("{}", jetsam_checkers::render_summary(&report));
     let mut replay = format!(
@@ -374,10 +401,21 @@ async fn phases(
         progress.spawn_load_ticker(scenario.duration, counters.clone(), move || events.faults())
     };
     let load_start = tokio::time::Instant::now();
-    let (workload, nemesis) = tokio::join!(
-        jetsam_workloads::run(&config, publishers, sink, counters.clone()),
-        crate::nemesis::run(scenario, schedule, &mut cluster, target, &events, load_start, scenario.duration),
-    );
+    let load = async {
+        tokio::join!(
+            jetsam_workloads::run(&config, publishers, sink, counters.clone()),
+            crate::nemesis::run(scenario, schedule, &mut cluster, target, &events, load_start, scenario.duration),
+        )
+    };
+    // An adapter that breaks the protocol ends the load at once: nothing it
+    // answers afterwards can be trusted, and the run has no verdict.
+    let (workload, nemesis) = tokio::select! {
+        done = load => done,
+        why = watch_fatal(target) => {
+            ticker.abort();
+            return Err(RunError::Adapter(why));
+        }
+    };
     ticker.abort();
     let workload = workload?;
     let nemesis = nemesis?;
@@ -401,6 +439,9 @@ async fn phases(
     read_back(scenario, &mut cluster, target, run_dir, &events, progress).await?;
     cluster.shutdown_proxies().await;
     drop(cluster);
+    if let Some(why) = target.fatal() {
+        return Err(RunError::Adapter(why));
+    }
 
     progress.phase("check", "checking");
     let (input, config) = jetsam_checkers::load_run(run_dir, &jetsam_checkers::Overrides::default())
@@ -482,6 +523,19 @@ async fn read_back(
         stop_all(cluster, progress);
     }
     Ok(())
+}
+
+/// How often the load phase looks for a target's fatal error.
+const FATAL_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Resolves with the target's fatal error once it has one (never otherwise).
+async fn watch_fatal(target: &dyn Target) -> String {
+    loop {
+        if let Some(why) = target.fatal() {
+            return why;
+        }
+        tokio::time::sleep(FATAL_WATCH_INTERVAL).await;
+    }
 }
 
 /// Slack the controller allows a target call beyond the limit it was given.

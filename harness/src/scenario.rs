@@ -289,7 +289,43 @@ fn validate(ctx: &Ctx, s: &Scenario) -> Result<(), ScenarioError> {
     if let Some(seed) = s.seed {
         check_seed(ctx, seed)?;
     }
+    if s.target.kind != "adapter" {
+        if s.target.file.is_some() {
+            return Err(ctx.invalid(
+                ctx.line("target", None, "file"),
+                "target.file is an adapter-target option",
+                "remove target.file or set target.kind = \"adapter\"",
+            ));
+        }
+        if !s.target.settings.is_empty() {
+            return Err(ctx.invalid(
+                ctx.line("target", None, "settings"),
+                "target.settings is an adapter-target option",
+                "remove target.settings or set target.kind = \"adapter\"",
+            ));
+        }
+    }
     match s.target.kind.as_str() {
+        "adapter" => {
+            if s.target.file.as_deref().is_none_or(str::is_empty) {
+                return Err(ctx.invalid(
+                    ctx.line("target", None, "kind"),
+                    "target.kind = \"adapter\" needs target.file",
+                    "set target.file to the target file, e.g. \"targets/redis/target.toml\" (relative to the directory jetsam runs in)",
+                ));
+            }
+            for (key, set) in
+                [("bug", s.target.bug.is_some()), ("version", s.target.version.is_some()), ("repair", s.target.repair)]
+            {
+                if set {
+                    return Err(ctx.invalid(
+                        ctx.line("target", None, key),
+                        format!("target.{key} is not an adapter-target option"),
+                        "remove it; put the system's own knobs in the target file's [settings] and set them with target.settings",
+                    ));
+                }
+            }
+        }
         "node" => {
             if s.target.version.is_some() {
                 return Err(ctx.invalid(
@@ -326,7 +362,7 @@ fn validate(ctx: &Ctx, s: &Scenario) -> Result<(), ScenarioError> {
             return Err(ctx.invalid(
                 ctx.line("target", None, "kind"),
                 format!("unknown target kind {other:?}"),
-                "set target.kind = \"node\" (default) or \"nats\"",
+                "set target.kind = \"node\" (default), \"nats\" or \"adapter\"",
             ));
         }
     }

@@ -10,10 +10,14 @@ order, one at a time; jetsam's own timeout turns a stuck publish into info.
 import json
 import socket
 import sys
+import time
 
 KEY = b"jetsam"
 CONNECT_TIMEOUT_S = 1.0
 REPLY_TIMEOUT_S = 1.5  # below jetsam's shortest publish timeout in the shipped scenarios
+# A refused connection or a LOADING server is answered "fail" after this
+# pause, so a client does not spin thousands of failures while a node is down.
+DOWN_BACKOFF_S = 0.05
 
 
 class RedisError(Exception):
@@ -131,11 +135,13 @@ def publish(conn, node, msg, payload):
         conn.connect()
     except OSError as e:
         conn.close()
+        time.sleep(DOWN_BACKOFF_S)
         return {"outcome": "fail", "error": "connect: %s" % e}  # nothing was sent
     try:
         conn.send("RPUSH", KEY, "%s %s" % (msg, payload))
         seq = conn.reply()
     except RedisError as e:
+        time.sleep(DOWN_BACKOFF_S)
         return {"outcome": "fail", "error": str(e)}  # refused (e.g. LOADING): not run
     except (OSError, ValueError) as e:
         conn.close()

@@ -92,7 +92,7 @@ pub enum ReadBack {
 
 /// One system under test.
 pub trait Target: Send + Sync {
-    /// `node` or `nats`.
+    /// `node`, `nats` or `adapter`.
     fn kind(&self) -> &'static str;
 
     /// Rejects scenarios this target cannot run (e.g. `async` with replicas > 1),
@@ -159,4 +159,18 @@ pub trait Target: Send + Sync {
     /// Globs (relative to the data dir) of the files a `bitflip`/`truncate`
     /// fault picks from by default.
     fn default_corrupt_globs(&self) -> Vec<String>;
+
+    /// Whether peers reach a node at its client port (one port for clients
+    /// and replication, as PostgreSQL and Redis have): then the controller
+    /// makes `peer_listen_addr` the client address.
+    fn peer_is_client_port(&self) -> bool {
+        false
+    }
+
+    /// Why the run must stop without a verdict (exit code 4), once the
+    /// target has seen its own machinery fail: an adapter that broke the
+    /// protocol or exited. The controller asks after each phase.
+    fn fatal(&self) -> Option<String> {
+        None
+    }
 }
