@@ -13,6 +13,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Work on an adapter target (docs/adapter-protocol.md).
+    Adapter(crate::adapter_check::AdapterArgs),
     /// Check a run folder (or any history + recovered state) and write report.json.
     Check(crate::check::CheckArgs),
     /// Run one scenario: start a cluster, load it, inject faults, heal, read back, check.
@@ -25,6 +27,7 @@ pub enum Command {
 pub fn main_with_args() -> i32 {
     let cli = Cli::parse();
     match cli.command {
+        Command::Adapter(args) => crate::adapter_check::execute(args),
         Command::Check(args) => crate::check::execute(args),
         Command::Run(args) => crate::run::execute(args),
         Command::Suite(args) => crate::suite::execute(args),

@@ -3,6 +3,7 @@
 //! faults, heal, read back, check), writes the run folder, and runs suites.
 //! The `jetsam` binary is a thin `main` over this library.
 
+pub mod adapter_check;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -235,7 +235,7 @@ fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
 }
 
 /// `YYYYmmddTHHMMSSZ` of now.
-fn utc_stamp() -> String {
+pub(crate) fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -36,11 +36,21 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a running init command is polled.
 const INIT_POLL: Duration = Duration::from_millis(20);
 
+/// What the control process's hello reply said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The reply's `adapter` (name and version), `?` when it gave none.
+    pub adapter: String,
+    /// It answers `read_cluster`.
+    pub cluster_view: bool,
+    /// It answers `leader`.
+    pub leader: bool,
+}
+
 /// The control process and what its hello said the adapter offers.
 struct Control {
     process: AdapterProcess,
-    cluster_view: bool,
-    leader: bool,
+    hello: Hello,
 }
 
 /// A system driven through a target file and an adapter program.
@@ -157,9 +167,16 @@ impl AdapterTarget {
                 )
                 .await?;
                 let cap = |k: &str| caps.get(k).and_then(Value::as_bool).unwrap_or(true);
-                Ok(Control { cluster_view: cap("cluster_view"), leader: cap("leader"), process })
+                let adapter = caps.get("adapter").and_then(Value::as_str).unwrap_or("?").to_string();
+                let hello = Hello { adapter, cluster_view: cap("cluster_view"), leader: cap("leader") };
+                Ok(Control { process, hello })
             })
             .await
+    }
+
+    /// Starts the control process (once) and returns what its hello said.
+    pub async fn hello_control(&self, nodes: &[NodeSpec]) -> Result<Hello, String> {
+        self.control(nodes).await.map(|c| c.hello.clone()).map_err(|e| e.to_string())
     }
 
     /// Asks `op` (`ready` or `converged`) every `interval` until it is true
@@ -442,7 +459,7 @@ impl Target for AdapterTarget {
     fn leader<'a>(&'a self, nodes: &'a [NodeSpec]) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let control = self.control(nodes).await.ok()?;
-            if !control.leader {
+            if !control.hello.leader {
                 return None;
             }
             let r = control.process.request("leader", Map::new(), LEADER_TIMEOUT).await.ok()?;
@@ -493,7 +510,7 @@ impl Target for AdapterTarget {
     ) -> BoxFuture<'a, Option<Result<Vec<RecoveredMsg>, String>>> {
         Box::pin(async move {
             match self.control(nodes).await {
-                Ok(c) if !c.cluster_view => None,
+                Ok(c) if !c.hello.cluster_view => None,
                 Ok(_) => Some(self.read_op(nodes, "read_cluster", Map::new()).await),
                 Err(e) => Some(Err(e.to_string())),
             }
