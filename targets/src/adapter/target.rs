@@ -31,6 +31,8 @@ const CREATE_INTERVAL: Duration = Duration::from_millis(200);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// One `leader` answer (the nemesis asks it while faults run).
 const LEADER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a publish waits before answering `info` once the adapter has failed.
+const FATAL_BACKOFF: Duration = Duration::from_millis(50);
 /// A node's `init` command.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a running init command is polled.
@@ -330,7 +332,13 @@ impl AdapterPublisher {
                 Err(e) => PublishOutcome::Info { error: self.process.fail_at(&r, e).to_string() },
             },
             Err(e @ RequestError::Timeout { .. }) => PublishOutcome::Info { error: e.to_string() },
-            Err(e) => PublishOutcome::Info { error: e.to_string() },
+            Err(e) => {
+                // The run is stopping (the controller watches the fatal
+                // error); a pause keeps clients from spinning on the runtime
+                // until it does.
+                tokio::time::sleep(FATAL_BACKOFF).await;
+                PublishOutcome::Info { error: e.to_string() }
+            }
         }
     }
 }
