@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it, with all its set-up: installs
-# the pinned nats-server binaries the NATS tests run (idempotent), builds
+# the pinned nats-server binaries the NATS tests run and the systems the
+# adapter targets drive (PostgreSQL, Redis, the adapters' venv; both
+# idempotent), builds
 # every binary (integration tests spawn jetsam-node, jetsam-tracer and jetsam
 # by path), then runs every crate's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-nats.sh 2.12.1 2.15.1
+scripts/install-targets.sh
 cargo build --workspace --bins
 cargo test --workspace
