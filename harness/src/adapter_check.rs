@@ -80,18 +80,6 @@ impl Parts {
         self.skipped += 1;
         println!("skip  {part}: {why}");
     }
-    fn result(&mut self, part: &str, r: Result<String, String>) -> bool {
-        match r {
-            Ok(d) => {
-                self.ok(part, d);
-                true
-            }
-            Err(e) => {
-                self.fail(part, e);
-                false
-            }
-        }
-    }
 }
 
 /// The scenario the check runs: the target file's first mode, one client.
@@ -277,15 +265,159 @@ fn check_read(
     }
 }
 
+/// The parts after `target file`, in order.
+const PARTS: [&str; 9] =
+    ["hello", "ready", "create", "publish", "leader", "kill and restart", "converged", "read_cluster", "read"];
+/// Parts nothing later can do without.
+const ESSENTIAL: [&str; 3] = ["hello", "ready", "create"];
+
+/// Why a part is not ok.
+enum NotOk {
+    Fail(String),
+    Skip(String),
+    /// The cluster itself could not be run (exit 4).
+    Environment(String),
+}
+
+impl From<String> for NotOk {
+    fn from(e: String) -> NotOk {
+        NotOk::Fail(e)
+    }
+}
+
+/// A started cluster and what the parts so far found.
+struct Session<'a> {
+    scenario: &'a Scenario,
+    target: &'a AdapterTarget,
+    run_dir: &'a Path,
+    cluster: Cluster,
+    events: EventLog,
+    specs: Vec<jetsam_targets::NodeSpec>,
+    hello: Option<jetsam_targets::adapter::target::Hello>,
+    publisher: Option<Box<dyn Publisher>>,
+    /// msg -> acknowledged seq.
+    acked: BTreeMap<String, u64>,
+}
+
+impl Session<'_> {
+    async fn part(&mut self, part: &str) -> Result<String, NotOk> {
+        match part {
+            "hello" => {
+                let h = self.target.hello_control(&self.specs).await?;
+                let d = format!("{} (cluster_view: {}, leader: {})", h.adapter, h.cluster_view, h.leader);
+                self.hello = Some(h);
+                Ok(d)
+            }
+            "ready" => self.ready().await,
+            "create" => {
+                self.target.create_stream(self.scenario, &self.specs, WAIT).await.map_err(|e| e.to_string())?;
+                Ok("ok".into())
+            }
+            "publish" => {
+                let p = self.target.publisher(self.scenario, &self.specs, 0).await.map_err(|e| e.to_string())?;
+                let p = self.publisher.insert(p);
+                Ok(publish_round(p.as_ref(), 0, &mut self.acked).await?)
+            }
+            "leader" => self.leader().await,
+            "kill and restart" => self.restart().await,
+            "converged" => {
+                self.target.wait_converged(self.scenario, &self.specs, WAIT).await.map_err(|e| e.to_string())?;
+                Ok("ok".into())
+            }
+            "read_cluster" => self.read_cluster().await,
+            "read" => self.read_nodes().await,
+            other => unreachable!("unknown part {other}"),
+        }
+    }
+
+    async fn ready(&mut self) -> Result<String, NotOk> {
+        let t = Instant::now();
+        if let Err(e) = self.target.wait_ready(&self.specs, WAIT).await {
+            // A node that exited is the system's (or the target file's) problem, not the adapter's.
+            for name in self.cluster.names() {
+                if self.cluster.check_alive(&name, &self.events).is_ok()
+                    && let Some(status) = self.cluster.own_exit(&name)
+                {
+                    return Err(NotOk::Environment(format!(
+                        "failed to start the cluster: node {name} exited on its own ({status}); see {}",
+                        self.run_dir.join("nodes").join(format!("{name}.log")).display()
+                    )));
+                }
+            }
+            return Err(NotOk::Fail(e.to_string()));
+        }
+        Ok(format!("in {} ms", t.elapsed().as_millis()))
+    }
+
+    async fn leader(&mut self) -> Result<String, NotOk> {
+        if !self.hello.as_ref().is_some_and(|h| h.leader) {
+            return Err(NotOk::Skip("hello said leader: false".into()));
+        }
+        match self.target.leader(&self.specs).await {
+            Some(n) => Ok(n),
+            None => match self.target.fatal() {
+                Some(f) => Err(NotOk::Fail(f)),
+                None => Ok("none reported (allowed: leader null)".into()),
+            },
+        }
+    }
+
+    async fn restart(&mut self) -> Result<String, NotOk> {
+        let Some(publisher) = self.publisher.as_ref() else {
+            return Err(NotOk::Skip("needs a client process".into()));
+        };
+        let last = self.specs.last().expect("at least one node").name.clone();
+        let t = Instant::now();
+        self.cluster.kill(&last, &self.events, Vec::new()).map_err(|e| format!("SIGKILL: {e}"))?;
+        self.cluster.restart(&last, &self.events, Vec::new()).map_err(|e| format!("restart: {e}"))?;
+        self.target.wait_ready(&self.specs, WAIT).await.map_err(|e| format!("ready after the restart: {e}"))?;
+        let ready_ms = t.elapsed().as_millis();
+        let again = publish_round(publisher.as_ref(), 1, &mut self.acked)
+            .await
+            .map_err(|e| format!("after the restart: {e}"))?;
+        Ok(format!("{last} killed, restarted, ready in {ready_ms} ms; {again}"))
+    }
+
+    /// The cluster view needs the nodes up: read before any after-stop read.
+    async fn read_cluster(&mut self) -> Result<String, NotOk> {
+        if !self.hello.as_ref().is_some_and(|h| h.cluster_view) {
+            return Err(NotOk::Skip("hello said cluster_view: false".into()));
+        }
+        if self.acked.is_empty() {
+            return Err(NotOk::Skip("no acknowledged publish to look for".into()));
+        }
+        let read =
+            self.target.read_cluster(self.scenario, &self.specs).await.unwrap_or_else(|| Err("no cluster view".into()));
+        Ok(check_read("read_cluster", &read?, &self.acked)?)
+    }
+
+    async fn read_nodes(&mut self) -> Result<String, NotOk> {
+        if self.acked.is_empty() {
+            return Err(NotOk::Skip("no acknowledged publish to look for".into()));
+        }
+        if self.target.read_back_mode() == jetsam_targets::ReadBack::AfterStop {
+            let _ = self.cluster.stop_all();
+        }
+        let mut found = Vec::new();
+        for spec in &self.specs {
+            let read = tokio::time::timeout(READ_WAIT, self.target.read_node(self.scenario, spec))
+                .await
+                .unwrap_or_else(|_| Err(format!("no reply within {READ_WAIT:?}")))
+                .map_err(|e| format!("{}: {e}", spec.name))?;
+            found.push(format!("{}: {}", spec.name, check_read(&spec.name, &read, &self.acked)?));
+        }
+        Ok(found.join("; "))
+    }
+}
+
 /// The parts that need a running cluster. `Some(code)` when the cluster
 /// could not be started (exit 4) or the harness failed.
 async fn drive(scenario: &Scenario, target: &AdapterTarget, run_dir: &Path, parts: &mut Parts) -> Option<i32> {
-    let start = Instant::now();
     let env_err = |e: String| {
         eprintln!("error: {e}");
         Some(exit::ENVIRONMENT)
     };
-    let events = match EventLog::create(&run_dir.join(jetsam_checkers::load::EVENTS_FILE), start) {
+    let events = match EventLog::create(&run_dir.join(jetsam_checkers::load::EVENTS_FILE), Instant::now()) {
         Ok(e) => e,
         Err(e) => return env_err(e.to_string()),
     };
@@ -297,113 +429,53 @@ async fn drive(scenario: &Scenario, target: &AdapterTarget, run_dir: &Path, part
         return env_err(format!("failed to start the cluster: {e}"));
     }
     let specs = cluster.specs().to_vec();
-    let names = cluster.names();
-    let rest = ["ready", "create", "publish", "leader", "kill and restart", "converged", "read_cluster", "read"];
-    let skip_rest = |parts: &mut Parts, from: usize, why: &str| {
-        for p in &rest[from..] {
-            parts.skip(p, why);
-        }
+    let mut session = Session {
+        scenario,
+        target,
+        run_dir,
+        cluster,
+        events,
+        specs,
+        hello: None,
+        publisher: None,
+        acked: BTreeMap::new(),
     };
-    let hello = match target.hello_control(&specs).await {
-        Ok(h) => {
-            parts.ok("hello", format!("{} (cluster_view: {}, leader: {})", h.adapter, h.cluster_view, h.leader));
-            h
-        }
-        Err(e) => {
-            parts.fail("hello", e);
-            skip_rest(parts, 0, "needs hello");
-            return None;
-        }
-    };
-    let t = Instant::now();
-    if let Err(e) = target.wait_ready(&specs, WAIT).await {
-        // A node that exited is the system's (or the target file's) problem, not the adapter's.
-        for name in &names {
-            if cluster.check_alive(name, &events).is_ok()
-                && let Some(status) = cluster.own_exit(name)
-            {
-                return env_err(format!(
-                    "failed to start the cluster: node {name} exited on its own ({status}); see {}",
-                    run_dir.join("nodes").join(format!("{name}.log")).display()
-                ));
+    let mut code = None;
+    for (i, part) in PARTS.iter().enumerate() {
+        let outcome = session.part(part).await;
+        // Once the adapter broke the protocol (in any of its processes) no
+        // later answer can be trusted: that part fails with it, the rest are skipped.
+        let fatal = target.fatal();
+        let stop = match (outcome, &fatal) {
+            (Err(NotOk::Environment(e)), _) => {
+                code = env_err(e);
+                break;
             }
-        }
-        parts.fail("ready", e.to_string());
-        skip_rest(parts, 1, "needs ready");
-        return None;
-    }
-    parts.ok("ready", format!("in {} ms", t.elapsed().as_millis()));
-    if !parts.result(
-        "create",
-        target.create_stream(scenario, &specs, WAIT).await.map(|_| "ok".into()).map_err(|e| e.to_string()),
-    ) {
-        skip_rest(parts, 2, "needs create");
-        return None;
-    }
-    let publisher = match target.publisher(scenario, &specs, 0).await {
-        Ok(p) => p,
-        Err(e) => {
-            parts.fail("publish", format!("cannot start a client process: {e}"));
-            skip_rest(parts, 3, "needs a client process");
-            return None;
-        }
-    };
-    let mut acked = BTreeMap::new();
-    let published = publish_round(publisher.as_ref(), 0, &mut acked).await;
-    let published_ok = parts.result("publish", published);
-    if hello.leader {
-        match target.leader(&specs).await {
-            Some(n) => parts.ok("leader", n),
-            None if target.fatal().is_some() => parts.fail("leader", target.fatal().unwrap_or_default()),
-            None => parts.ok("leader", "none reported (allowed: leader null)"),
-        }
-    } else {
-        parts.skip("leader", "hello said leader: false");
-    }
-    let last = names.last().expect("at least one node").clone();
-    let t = Instant::now();
-    let restarted = async {
-        cluster.kill(&last, &events, Vec::new()).map_err(|e| format!("SIGKILL: {e}"))?;
-        cluster.restart(&last, &events, Vec::new()).map_err(|e| format!("restart: {e}"))?;
-        target.wait_ready(&specs, WAIT).await.map_err(|e| format!("ready after the restart: {e}"))?;
-        let ready_ms = t.elapsed().as_millis();
-        let again =
-            publish_round(publisher.as_ref(), 1, &mut acked).await.map_err(|e| format!("after the restart: {e}"))?;
-        Ok::<String, String>(format!("{last} killed, restarted, ready in {ready_ms} ms; {again}"))
-    }
-    .await;
-    let restarted_ok = parts.result("kill and restart", restarted);
-    parts.result(
-        "converged",
-        target.wait_converged(scenario, &specs, WAIT).await.map(|_| "ok".into()).map_err(|e| e.to_string()),
-    );
-    if !(published_ok || restarted_ok) {
-        parts.skip("read", "no acknowledged publish to look for");
-        parts.skip("read_cluster", "no acknowledged publish to look for");
-    } else {
-        // The cluster view needs the nodes up; after-stop targets read each
-        // node's files once it is stopped.
-        if hello.cluster_view {
-            let read = target.read_cluster(scenario, &specs).await.unwrap_or_else(|| Err("no cluster view".into()));
-            parts.result("read_cluster", read.and_then(|m| check_read("read_cluster", &m, &acked)));
-        } else {
-            parts.skip("read_cluster", "hello said cluster_view: false");
-        }
-        if target.read_back_mode() == jetsam_targets::ReadBack::AfterStop {
-            let _ = cluster.stop_all();
-        }
-        for spec in &specs {
-            let part = format!("read {}", spec.name);
-            let read = tokio::time::timeout(READ_WAIT, target.read_node(scenario, spec))
-                .await
-                .unwrap_or_else(|_| Err(format!("no reply within {READ_WAIT:?}")));
-            parts.result(&part, read.and_then(|m| check_read(&part, &m, &acked)));
+            (_, Some(f)) => {
+                parts.fail(part, f);
+                Some("the adapter broke the protocol (see above)".to_string())
+            }
+            (Ok(d), None) => {
+                parts.ok(part, d);
+                None
+            }
+            (Err(NotOk::Skip(why)), None) => {
+                parts.skip(part, &why);
+                None
+            }
+            (Err(NotOk::Fail(e)), None) => {
+                parts.fail(part, e);
+                ESSENTIAL.contains(part).then(|| format!("needs {part}"))
+            }
+        };
+        if let Some(why) = stop {
+            for later in &PARTS[i + 1..] {
+                parts.skip(later, &why);
+            }
+            break;
         }
     }
-    if let Some(why) = target.fatal() {
-        parts.fail("protocol", why);
-    }
-    let _ = cluster.stop_all();
-    cluster.shutdown_proxies().await;
-    None
+    let _ = session.cluster.stop_all();
+    session.cluster.shutdown_proxies().await;
+    code
 }

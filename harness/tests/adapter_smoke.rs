@@ -113,7 +113,7 @@ fn adapter_check_passes_both_shipped_adapters() {
         let o = jetsam(&["adapter", "check", &format!("targets/{system}/target.toml"), "--out", run.to_str().unwrap()]);
         let t = text(&o);
         assert_eq!(o.status.code(), Some(0), "{system}: every part right:\n{t}");
-        for part in ["hello", "ready", "create", "publish", "leader", "kill and restart", "converged", "read n1"] {
+        for part in ["hello", "ready", "create", "publish", "leader", "kill and restart", "converged", "read"] {
             assert!(t.contains(&format!("ok    {part}:")), "{system}: part {part} is ok:\n{t}");
         }
         assert!(!t.contains("FAIL"), "{system}:\n{t}");
@@ -140,8 +140,8 @@ fn adapter_check_names_what_a_broken_adapter_gets_wrong() {
         ("seq-zero", "publish", "integer \"seq\" >= 1"),
         ("not-json", "publish", "is not JSON"),
         ("wrong-id", "publish", "which jetsam never sent"),
-        ("unsorted-read", "read n1", "after seq"),
-        ("exit-on-read", "read n1", "exited (exit status: 3)"),
+        ("unsorted-read", "read", "after seq"),
+        ("exit-on-read", "read", "exited (exit status: 3)"),
         ("no-hello", "hello", "exited (exit status: 2)"),
     ];
     let dir = tempfile::tempdir().unwrap();
