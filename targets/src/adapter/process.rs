@@ -393,3 +393,114 @@ async fn read_replies(mut ctx: ReaderCtx) {
     // Dropping the senders wakes every waiter, which then reads the fatal slot.
     ctx.waiters.lock().expect("waiters lock").clear();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter written inline in Python: answers hello, then runs `body`
+    /// for every other request (`req`, `rid` and `out(obj)` are defined).
+    fn launch(dir: &Path, body: &str) -> Launch {
+        let script = format!(
+            "import json, sys, time\n\
+             def out(o):\n    sys.stdout.write(json.dumps(o) + '\\n'); sys.stdout.flush()\n\
+             for raw in sys.stdin:\n    req = json.loads(raw); rid = req['id']\n\
+             \x20   if req['op'] == 'hello':\n        out({{'id': rid, 'protocol': 1, 'adapter': 'test'}}); continue\n\
+             {body}\n"
+        );
+        let path = dir.join("adapter.py");
+        std::fs::write(&path, script).unwrap();
+        Launch {
+            adapter: "test".into(),
+            argv: vec!["python3".into(), path.display().to_string()],
+            cwd: dir.to_path_buf(),
+            log: dir.join("adapter/control.log"),
+        }
+    }
+
+    async fn start(l: &Launch) -> (AdapterProcess, Fatal) {
+        let fatal = Fatal::default();
+        let (p, hello) = AdapterProcess::start(l, "control", Map::new(), fatal.clone()).await.unwrap();
+        assert_eq!(hello.get("adapter").and_then(Value::as_str), Some("test"));
+        (p, fatal)
+    }
+
+    #[tokio::test]
+    async fn replies_are_matched_by_id_in_any_order_and_late_ones_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        // "slow" is answered after the next request; "late" only after 1 s.
+        let body = "    if req['op'] == 'slow':\n        held = rid; continue\n\
+                    \x20   if req['op'] == 'late':\n        time.sleep(1); out({'id': rid, 'v': 'late'}); continue\n\
+                    \x20   out({'id': rid, 'v': req['op']})\n\
+                    \x20   if req['op'] == 'fast':\n        out({'id': held, 'v': 'slow'})\n";
+        let (p, fatal) = start(&launch(dir.path(), body)).await;
+        let t = Duration::from_secs(5);
+        let (slow, fast) = tokio::join!(p.request("slow", Map::new(), t), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            p.request("fast", Map::new(), t).await
+        });
+        assert_eq!(slow.unwrap().fields["v"], "slow");
+        assert_eq!(fast.unwrap().fields["v"], "fast");
+        let late = p.request("late", Map::new(), Duration::from_millis(200)).await;
+        assert!(matches!(late, Err(RequestError::Timeout { .. })), "{late:?}");
+        // The late reply arrives while this request waits: ignored, not fatal.
+        let next = p.request("next", Map::new(), t).await.unwrap();
+        assert_eq!(next.fields["v"], "next");
+        assert_eq!(fatal.get(), None);
+    }
+
+    #[tokio::test]
+    async fn an_id_never_sent_is_fatal_and_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, fatal) = start(&launch(dir.path(), "    out({'id': rid + 7})\n")).await;
+        let e = p.request("ready", Map::new(), Duration::from_secs(5)).await.unwrap_err();
+        let RequestError::Fatal(m) = e else { panic!("fatal expected, got {e:?}") };
+        assert!(
+            m.contains("adapter \"test\" (control): stdout line 2: a reply with id 8, which jetsam never sent"),
+            "{m}"
+        );
+        assert_eq!(fatal.get().as_deref(), Some(m.as_str()));
+        // Every later request gets the same error at once.
+        let again = p.request("ready", Map::new(), Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(again, RequestError::Fatal(m));
+    }
+
+    #[tokio::test]
+    async fn an_adapter_that_exits_is_fatal_with_its_status_and_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "    sys.stderr.write('cannot reach the database\\n'); sys.stderr.flush(); sys.exit(5)\n";
+        let (p, fatal) = start(&launch(dir.path(), body)).await;
+        let e = p.request("ready", Map::new(), Duration::from_secs(5)).await.unwrap_err();
+        let RequestError::Fatal(m) = e else { panic!("fatal expected, got {e:?}") };
+        assert!(m.contains("exited (exit status: 5) after 1 stdout lines"), "{m}");
+        assert!(m.contains("cannot reach the database"), "{m}");
+        assert!(fatal.get().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_or_no_hello_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = launch(dir.path(), "    pass\n");
+        l.argv = vec!["no-such-adapter-program".into()];
+        let Err(RequestError::Fatal(m)) = AdapterProcess::start(&l, "control", Map::new(), Fatal::default()).await
+        else {
+            panic!("a missing program fails")
+        };
+        assert!(
+            m.contains("failed to start adapter \"test\" (control)") && m.contains("no-such-adapter-program"),
+            "{m}"
+        );
+        let bad_hello = dir.path().join("bad.py");
+        std::fs::write(
+            &bad_hello,
+            "import sys, json\nfor raw in sys.stdin:\n    print(json.dumps({'id': 0, 'protocol': 9}), flush=True)\n",
+        )
+        .unwrap();
+        l.argv = vec!["python3".into(), bad_hello.display().to_string()];
+        let Err(RequestError::Fatal(m)) = AdapterProcess::start(&l, "control", Map::new(), Fatal::default()).await
+        else {
+            panic!("a wrong protocol fails")
+        };
+        assert!(m.contains("stdout line 1: the hello reply does not say \"protocol\": 1"), "{m}");
+    }
+}
