@@ -1,7 +1,8 @@
 //! The adapter target end to end through the `jetsam` binary (issue 13):
 //! the CI smoke pairs of Redis and PostgreSQL (`scenarios/*/ci/`: one must
 //! pass a power loss, one must lose acknowledged writes), `jetsam adapter
-//! check` on both shipped adapters, and a deliberately broken adapter
+//! check` on every shipped adapter target file and README's walk-through
+//! example (examples/my-redis), and a deliberately broken adapter
 //! (tests/fixtures/broken-adapter) whose every fault must be named, both by
 //! `adapter check` and by a run, which must stop with exit 4 and no verdict.
 //!
@@ -102,15 +103,22 @@ fn postgres_smoke_pair_meets_its_expectations() {
     smoke_pair("postgres");
 }
 
+/// Every shipped target file, and README's walk-through example.
 #[test]
-fn adapter_check_passes_both_shipped_adapters() {
+fn adapter_check_passes_every_shipped_adapter() {
     if !targets_available() {
         return;
     }
-    for system in ["redis", "postgres"] {
+    let files = [
+        "targets/redis/target.toml",
+        "targets/postgres/target.toml",
+        "targets/postgres/replicated.toml",
+        "examples/my-redis/target.toml",
+    ];
+    for system in files {
         let out = tempfile::tempdir().unwrap();
         let run = out.path().join("check");
-        let o = jetsam(&["adapter", "check", &format!("targets/{system}/target.toml"), "--out", run.to_str().unwrap()]);
+        let o = jetsam(&["adapter", "check", system, "--out", run.to_str().unwrap()]);
         let t = text(&o);
         assert_eq!(o.status.code(), Some(0), "{system}: every part right:\n{t}");
         for part in ["hello", "ready", "create", "publish", "leader", "kill and restart", "converged", "read"] {

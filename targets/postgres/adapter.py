@@ -3,9 +3,15 @@
 
 Reads one JSON request per line on stdin, answers one JSON line on stdout.
 The stream is the table `jetsam`; a publish is one autocommit
-`INSERT ... RETURNING seq`, so its answer comes after COMMIT (whatever
-synchronous_commit makes COMMIT wait for). Requests are answered in order,
-one at a time; jetsam's own timeout turns a stuck publish into info.
+`INSERT ... RETURNING seq` on the first node (the primary), so its answer
+comes after COMMIT (whatever synchronous_commit and
+synchronous_standby_names make COMMIT wait for). Requests are answered in
+order, one at a time; jetsam's own timeout turns a stuck publish into info.
+
+With more than one node (targets/postgres/replicated.toml) the others are
+hot standbys of the first: `ready` also waits until the primary sees every
+standby streaming, `converged` until every standby has replayed all the WAL
+the primary has flushed, and `read` reads each server's own table.
 """
 import json
 import sys
@@ -74,12 +80,55 @@ def each_node(nodes, sql):
     return None
 
 
+def query(nodes, name, sql):
+    """Rows of sql on one node; raises psycopg.Error (the connection dropped)."""
+    try:
+        return nodes.conn(name).execute(sql).fetchall()
+    except psycopg.Error:
+        nodes.drop(name)
+        raise
+
+
+def standbys_streaming(nodes):
+    """None when the primary sees every standby streaming, else why not."""
+    try:
+        rows = query(nodes, nodes.names[0], "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")
+    except psycopg.Error as e:
+        return "%s: %s" % (nodes.names[0], str(e).strip())
+    missing = sorted(set(nodes.names[1:]) - {r[0] for r in rows})
+    return None if not missing else "the primary sees no streaming standby %s" % ", ".join(missing)
+
+
+def standbys_caught_up(nodes):
+    """None when every standby has replayed all the WAL the primary has
+    written and flushed (nothing committed waits in the primary's buffers),
+    else why not."""
+    try:
+        flush, insert = query(nodes, nodes.names[0],
+                              "SELECT pg_current_wal_flush_lsn(), pg_current_wal_insert_lsn()")[0]
+    except psycopg.Error as e:
+        return "%s: %s" % (nodes.names[0], str(e).strip())
+    if flush != insert:
+        return "the primary has WAL up to %s, flushed up to %s" % (insert, flush)
+    for name in nodes.names[1:]:
+        try:
+            (behind, replayed), = query(nodes, name, "SELECT pg_wal_lsn_diff('%s', pg_last_wal_replay_lsn()) > 0, "
+                                                     "pg_last_wal_replay_lsn()" % flush)
+        except psycopg.Error as e:
+            return "%s: %s" % (name, str(e).strip())
+        if behind is None or behind:
+            return "%s replayed WAL up to %s of the primary's %s" % (name, replayed, flush)
+    return None
+
+
 def handle(nodes, req):
     op = req["op"]
     if op == "publish":
         return publish(nodes, req["msg"], req["payload"])
     if op in ("ready", "converged"):
         why = each_node(nodes, "SELECT 1")
+        if why is None and len(nodes.names) > 1:
+            why = standbys_streaming(nodes) if op == "ready" else standbys_caught_up(nodes)
         return {op: True} if why is None else {op: False, "why": why}
     if op == "create":
         try:
