@@ -77,71 +77,12 @@ pub fn execute(args: SuiteArgs) -> i32 {
     let suite_name = args.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "suite".into());
     let interactive = crate::progress::interactive();
     let mut cases = Vec::new();
-    let mut lines = Vec::new();
     let mut worst = exit::PASS;
     for file in &files {
-        let options = RunOptions {
-            scenario: file.clone(),
-            overrides: Overrides { nats_version: args.nats_version.clone(), ..Overrides::default() },
-            out: None,
-            results_root: args.out.clone().unwrap_or_else(|| PathBuf::from("results")),
-            keep_data: false,
-            interactive,
-        };
-        let started = Instant::now();
-        let outcome = run_scenario(&options);
-        let time = started.elapsed();
-        let ok = matches_expect(&outcome);
-        let folder = outcome.run_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into());
-        let (line, case_outcome) = match &outcome.report {
-            Some(r) => {
-                let line = format!(
-                    "{} {:<28} verdict {:<7} expected {:<4} acked {:>7} lost {:>6} windows {:>3}  {}",
-                    if ok { "ok  " } else { "FAIL" },
-                    outcome.name,
-                    r.verdict.to_string(),
-                    expect_str(outcome.expect),
-                    r.acked,
-                    r.lost,
-                    r.loss_windows.len(),
-                    folder
-                );
-                let case = if ok {
-                    CaseOutcome::Passed
-                } else {
-                    CaseOutcome::Failed {
-                        message: format!(
-                            "verdict {}, expected {}: {}",
-                            r.verdict,
-                            expect_str(outcome.expect),
-                            r.reasons.join("; ")
-                        ),
-                    }
-                };
-                (line, case)
-            }
-            None => {
-                let e = outcome.error.clone().unwrap_or_else(|| "no verdict".into());
-                (
-                    format!("ERR  {:<28} exit {} : {e}", outcome.name, outcome.exit_code),
-                    CaseOutcome::Error { message: e },
-                )
-            }
-        };
+        let (line, case, code) = run_one(file, &args, interactive);
         println!("{line}");
-        lines.push(line.clone());
-        worst = match (worst, outcome.exit_code, ok) {
-            (exit::ENVIRONMENT, _, _) | (_, exit::ENVIRONMENT, false) => exit::ENVIRONMENT,
-            (exit::BAD_INPUT, _, _) | (_, exit::BAD_INPUT, false) => exit::BAD_INPUT,
-            (_, _, false) => exit::FAIL,
-            (w, _, true) => w,
-        };
-        cases.push(Case {
-            name: outcome.name.clone(),
-            time,
-            outcome: case_outcome,
-            output: format!("run folder: {folder}"),
-        });
+        worst = worse(worst, code, case.outcome == CaseOutcome::Passed);
+        cases.push(case);
     }
     println!(
         "suite {}: {} scenarios, {} as expected",
@@ -156,4 +97,69 @@ pub fn execute(args: SuiteArgs) -> i32 {
         return exit::ENVIRONMENT;
     }
     worst
+}
+
+/// The suite's exit code so far, after one more scenario that ended with
+/// `code` and did (`ok`) or did not match its expect: environment errors
+/// outrank bad input, which outranks a verdict that differed.
+fn worse(worst: i32, code: i32, ok: bool) -> i32 {
+    match (worst, code, ok) {
+        (exit::ENVIRONMENT, _, _) | (_, exit::ENVIRONMENT, false) => exit::ENVIRONMENT,
+        (exit::BAD_INPUT, _, _) | (_, exit::BAD_INPUT, false) => exit::BAD_INPUT,
+        (_, _, false) => exit::FAIL,
+        (w, _, true) => w,
+    }
+}
+
+/// Runs one scenario file as `jetsam run` would: its summary line, its
+/// JUnit case and the run's exit code.
+fn run_one(file: &Path, args: &SuiteArgs, interactive: bool) -> (String, Case, i32) {
+    let options = RunOptions {
+        scenario: file.to_path_buf(),
+        overrides: Overrides { nats_version: args.nats_version.clone(), ..Overrides::default() },
+        out: None,
+        results_root: args.out.clone().unwrap_or_else(|| PathBuf::from("results")),
+        keep_data: false,
+        interactive,
+    };
+    let started = Instant::now();
+    let outcome = run_scenario(&options);
+    let time = started.elapsed();
+    let ok = matches_expect(&outcome);
+    let folder = outcome.run_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into());
+    let (line, case_outcome) = match &outcome.report {
+        Some(r) => {
+            let line = format!(
+                "{} {:<28} verdict {:<7} expected {:<4} acked {:>7} lost {:>6} windows {:>3}  {}",
+                if ok { "ok  " } else { "FAIL" },
+                outcome.name,
+                r.verdict.to_string(),
+                expect_str(outcome.expect),
+                r.acked,
+                r.lost,
+                r.loss_windows.len(),
+                folder
+            );
+            let case = if ok {
+                CaseOutcome::Passed
+            } else {
+                CaseOutcome::Failed {
+                    message: format!(
+                        "verdict {}, expected {}: {}",
+                        r.verdict,
+                        expect_str(outcome.expect),
+                        r.reasons.join("; ")
+                    ),
+                }
+            };
+            (line, case)
+        }
+        None => {
+            let e = outcome.error.clone().unwrap_or_else(|| "no verdict".into());
+            (format!("ERR  {:<28} exit {} : {e}", outcome.name, outcome.exit_code), CaseOutcome::Error { message: e })
+        }
+    };
+    let case =
+        Case { name: outcome.name.clone(), time, outcome: case_outcome, output: format!("run folder: {folder}") };
+    (line, case, outcome.exit_code)
 }
