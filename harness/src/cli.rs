@@ -17,6 +17,8 @@ pub enum Command {
     Adapter(crate::adapter_check::AdapterArgs),
     /// Check a run folder (or any history + recovered state) and write report.json.
     Check(crate::check::CheckArgs),
+    /// Join the suite.jsonl of every shard of a suite (`jetsam suite --shard I/N --out DIR`) into one result.
+    Merge(crate::merge::MergeArgs),
     /// Run one scenario: start a cluster, load it, inject faults, heal, read back, check.
     Run(crate::run::RunArgs),
     /// Run every scenario in a folder and compare each verdict with its `expect`.
@@ -29,6 +31,7 @@ pub fn main_with_args() -> i32 {
     match cli.command {
         Command::Adapter(args) => crate::adapter_check::execute(args),
         Command::Check(args) => crate::check::execute(args),
+        Command::Merge(args) => crate::merge::execute(args),
         Command::Run(args) => crate::run::execute(args),
         Command::Suite(args) => crate::suite::execute(args),
     }

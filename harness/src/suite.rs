@@ -5,12 +5,18 @@
 //! `pass`). Otherwise: 4 if any scenario hit an environment error, else 2 if
 //! any scenario file was bad, else 1 (a verdict differed from its expect).
 //!
+//! With `--shard I/N` it runs only that shard's scenarios
+//! ([`crate::shard`]); with `--out DIR` it also writes `DIR/suite.jsonl`
+//! ([`crate::suite_index`]), which `jetsam merge` joins across shards.
+//!
 //! Each scenario runs exactly as `jetsam run` would run it; this module does
 //! not run anything itself.
 
-use crate::junit::{Case, CaseOutcome};
+use crate::junit::CaseOutcome;
 use crate::run::{RunOptions, RunOutcome, run_scenario};
 use crate::scenario::Overrides;
+use crate::shard::Shard;
+use crate::suite_index::{CaseLine, IndexLine, IndexWriter, ShardLine};
 use jetsam_core::exit;
 use jetsam_core::report::Verdict;
 use jetsam_core::scenario::Expect;
@@ -30,6 +36,9 @@ pub struct SuiteArgs {
     /// Run this nats-server version instead of each NATS scenario's `target.version`.
     #[arg(long, value_name = "VERSION")]
     pub nats_version: Option<String>,
+    /// Run only shard I of N (the k-th file in name order belongs to shard k mod N + 1); join shards with `jetsam merge`.
+    #[arg(long, value_name = "I/N", default_value = "1/1")]
+    pub shard: Shard,
 }
 
 /// The scenario files of a folder, sorted by name.
@@ -50,13 +59,6 @@ pub fn scenario_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-fn expect_str(e: Expect) -> &'static str {
-    match e {
-        Expect::Pass => "pass",
-        Expect::Fail => "fail",
-    }
-}
-
 /// Whether a run matched what its scenario expects.
 pub fn matches_expect(outcome: &RunOutcome) -> bool {
     match (&outcome.report, outcome.expect) {
@@ -67,22 +69,51 @@ pub fn matches_expect(outcome: &RunOutcome) -> bool {
 }
 
 pub fn execute(args: SuiteArgs) -> i32 {
-    let files = match scenario_files(&args.dir) {
+    let all = match scenario_files(&args.dir) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::BAD_INPUT;
         }
     };
+    let files = args.shard.select(&all);
     let suite_name = args.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "suite".into());
+    if args.shard != Shard::ALL {
+        println!("shard {} of suite {}: {} of {} scenarios", args.shard, args.dir.display(), files.len(), all.len());
+    }
+    let mut index = match &args.out {
+        Some(out) => {
+            let line = ShardLine {
+                format_version: crate::suite_index::INDEX_FORMAT_VERSION,
+                suite: suite_name.clone(),
+                shard: args.shard.to_string(),
+                scenarios_total: all.len(),
+                scenarios: files.iter().map(|f| file_name(f)).collect(),
+            };
+            match IndexWriter::create(out, &line) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::ENVIRONMENT;
+                }
+            }
+        }
+        None => None,
+    };
     let interactive = crate::progress::interactive();
     let mut cases = Vec::new();
     let mut worst = exit::PASS;
     for file in &files {
-        let (line, case, code) = run_one(file, &args, interactive);
-        println!("{line}");
-        worst = worse(worst, code, case.outcome == CaseOutcome::Passed);
-        cases.push(case);
+        let entry = run_one(file, &args, interactive);
+        println!("{}", entry.summary());
+        worst = worse(worst, entry.exit_code, entry.ok);
+        if let Some(w) = index.as_mut()
+            && let Err(e) = w.append(&IndexLine::Case(entry.clone()))
+        {
+            eprintln!("error: {e}");
+            worst = exit::ENVIRONMENT;
+        }
+        cases.push(entry.junit_case());
     }
     println!(
         "suite {}: {} scenarios, {} as expected",
@@ -99,10 +130,14 @@ pub fn execute(args: SuiteArgs) -> i32 {
     worst
 }
 
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// The suite's exit code so far, after one more scenario that ended with
 /// `code` and did (`ok`) or did not match its expect: environment errors
 /// outrank bad input, which outranks a verdict that differed.
-fn worse(worst: i32, code: i32, ok: bool) -> i32 {
+pub fn worse(worst: i32, code: i32, ok: bool) -> i32 {
     match (worst, code, ok) {
         (exit::ENVIRONMENT, _, _) | (_, exit::ENVIRONMENT, false) => exit::ENVIRONMENT,
         (exit::BAD_INPUT, _, _) | (_, exit::BAD_INPUT, false) => exit::BAD_INPUT,
@@ -111,9 +146,8 @@ fn worse(worst: i32, code: i32, ok: bool) -> i32 {
     }
 }
 
-/// Runs one scenario file as `jetsam run` would: its summary line, its
-/// JUnit case and the run's exit code.
-fn run_one(file: &Path, args: &SuiteArgs, interactive: bool) -> (String, Case, i32) {
+/// Runs one scenario file as `jetsam run` would and returns its result.
+fn run_one(file: &Path, args: &SuiteArgs, interactive: bool) -> CaseLine {
     let options = RunOptions {
         scenario: file.to_path_buf(),
         overrides: Overrides { nats_version: args.nats_version.clone(), ..Overrides::default() },
@@ -124,42 +158,5 @@ fn run_one(file: &Path, args: &SuiteArgs, interactive: bool) -> (String, Case, i
     };
     let started = Instant::now();
     let outcome = run_scenario(&options);
-    let time = started.elapsed();
-    let ok = matches_expect(&outcome);
-    let folder = outcome.run_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into());
-    let (line, case_outcome) = match &outcome.report {
-        Some(r) => {
-            let line = format!(
-                "{} {:<28} verdict {:<7} expected {:<4} acked {:>7} lost {:>6} windows {:>3}  {}",
-                if ok { "ok  " } else { "FAIL" },
-                outcome.name,
-                r.verdict.to_string(),
-                expect_str(outcome.expect),
-                r.acked,
-                r.lost,
-                r.loss_windows.len(),
-                folder
-            );
-            let case = if ok {
-                CaseOutcome::Passed
-            } else {
-                CaseOutcome::Failed {
-                    message: format!(
-                        "verdict {}, expected {}: {}",
-                        r.verdict,
-                        expect_str(outcome.expect),
-                        r.reasons.join("; ")
-                    ),
-                }
-            };
-            (line, case)
-        }
-        None => {
-            let e = outcome.error.clone().unwrap_or_else(|| "no verdict".into());
-            (format!("ERR  {:<28} exit {} : {e}", outcome.name, outcome.exit_code), CaseOutcome::Error { message: e })
-        }
-    };
-    let case =
-        Case { name: outcome.name.clone(), time, outcome: case_outcome, output: format!("run folder: {folder}") };
-    (line, case, outcome.exit_code)
+    CaseLine::from_outcome(file, &outcome, matches_expect(&outcome), started.elapsed())
 }
