@@ -17,10 +17,14 @@ pub enum Command {
     Adapter(crate::adapter_check::AdapterArgs),
     /// Check a run folder (or any history + recovered state) and write report.json.
     Check(crate::check::CheckArgs),
+    /// Search for a failing run: draw fault schedules from the scenario's [explore] palette and run them.
+    Explore(crate::explore::ExploreArgs),
     /// Join the suite.jsonl of every shard of a suite (`jetsam suite --shard I/N --out DIR`) into one result.
     Merge(crate::merge::MergeArgs),
     /// Run one scenario: start a cluster, load it, inject faults, heal, read back, check.
     Run(crate::run::RunArgs),
+    /// Cut a failing run's scenario down to the smallest one that still fails.
+    Shrink(crate::shrink::ShrinkArgs),
     /// Run every scenario in a folder and compare each verdict with its `expect`.
     Suite(crate::suite::SuiteArgs),
 }
@@ -31,8 +35,10 @@ pub fn main_with_args() -> i32 {
     match cli.command {
         Command::Adapter(args) => crate::adapter_check::execute(args),
         Command::Check(args) => crate::check::execute(args),
+        Command::Explore(args) => crate::explore::execute(args),
         Command::Merge(args) => crate::merge::execute(args),
         Command::Run(args) => crate::run::execute(args),
+        Command::Shrink(args) => crate::shrink::execute(args),
         Command::Suite(args) => crate::suite::execute(args),
     }
 }

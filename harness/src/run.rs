@@ -67,7 +67,7 @@ pub struct RunArgs {
     pub nats_version: Option<String>,
 }
 
-fn parse_cli_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_cli_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
 
