@@ -87,36 +87,7 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     let divergence = divergence::compare_all(h, &readable, skip_empty);
     let loss_windows = windows::loss_windows(h, &kept, &input.events);
 
-    let nodes = input
-        .nodes
-        .iter()
-        .map(|(name, n)| {
-            let report = match n {
-                NodeInput::Readable(v) => {
-                    let (duplicated, seq_mismatch) = integrity.per_view.get(name).copied().unwrap_or_default();
-                    NodeReport {
-                        lost: lost::lost_on(h, v),
-                        unexpected: v.strangers().len() as u64,
-                        unreadable: false,
-                        unreadable_reason: None,
-                        held: v.len() as u64,
-                        duplicated,
-                        seq_mismatch,
-                    }
-                }
-                NodeInput::Unreadable { reason } => NodeReport {
-                    lost: 0,
-                    unexpected: 0,
-                    unreadable: true,
-                    unreadable_reason: Some(reason.clone()),
-                    held: 0,
-                    duplicated: 0,
-                    seq_mismatch: 0,
-                },
-            };
-            (name.clone(), report)
-        })
-        .collect();
+    let nodes = node_reports(input, &integrity);
 
     let mut report = Report {
         format_version: jetsam_core::FORMAT_VERSION,
@@ -147,6 +118,51 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     };
     assert_eq!(report.attempted, report.acked + report.failed + report.indeterminate);
     let (verdict, mut reasons) = verdict::decide(&report, readable.len(), config.nodes.len());
+    reasons.extend(notes(input, config, skip_empty));
+    report.verdict = verdict;
+    report.reasons = reasons;
+    report
+}
+
+/// The per-node part of the report, for every node of `input` in name order.
+fn node_reports(input: &RunInput, integrity: &integrity::Integrity) -> BTreeMap<String, NodeReport> {
+    let h = &input.history;
+    input
+        .nodes
+        .iter()
+        .map(|(name, n)| {
+            let report = match n {
+                NodeInput::Readable(v) => {
+                    let (duplicated, seq_mismatch) = integrity.per_view.get(name).copied().unwrap_or_default();
+                    NodeReport {
+                        lost: lost::lost_on(h, v),
+                        unexpected: v.strangers().len() as u64,
+                        unreadable: false,
+                        unreadable_reason: None,
+                        held: v.len() as u64,
+                        duplicated,
+                        seq_mismatch,
+                    }
+                }
+                NodeInput::Unreadable { reason } => NodeReport {
+                    lost: 0,
+                    unexpected: 0,
+                    unreadable: true,
+                    unreadable_reason: Some(reason.clone()),
+                    held: 0,
+                    duplicated: 0,
+                    seq_mismatch: 0,
+                },
+            };
+            (name.clone(), report)
+        })
+        .collect()
+}
+
+/// The notes the verdict rests on, after its reasons: unreadable nodes,
+/// replicas left out of the divergence check, the async bound in force.
+fn notes(input: &RunInput, config: &CheckConfig, skip_empty: bool) -> Vec<String> {
+    let mut notes = Vec::new();
     let unreadable: Vec<String> = input
         .nodes
         .iter()
@@ -156,19 +172,17 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
         })
         .collect();
     if !unreadable.is_empty() {
-        reasons.push(format!("unreadable node(s): {}", unreadable.join(", ")));
+        notes.push(format!("unreadable node(s): {}", unreadable.join(", ")));
     }
     if skip_empty {
-        reasons.push(format!(
+        notes.push(format!(
             "stream has {} replica(s) on {} node(s): nodes holding nothing are left out of the divergence check",
             config.replicas.unwrap_or(0),
             config.nodes.len()
         ));
     }
     if config.mode == Mode::Async {
-        reasons.push(format!("async loss-window bound: {}", config.window_bound_source));
+        notes.push(format!("async loss-window bound: {}", config.window_bound_source));
     }
-    report.verdict = verdict;
-    report.reasons = reasons;
-    report
+    notes
 }
