@@ -18,6 +18,7 @@ pub mod history_reader;
 pub mod integrity;
 pub mod load;
 pub mod lost;
+pub mod placement;
 pub mod summary;
 pub mod verdict;
 pub mod windows;
@@ -44,10 +45,13 @@ pub struct RunInput {
     pub history: History,
     /// The fault timeline in time order.
     pub events: Vec<Event>,
-    /// Every expected node by name.
+    /// Every judged node by name: every node of the run, or only the
+    /// replicas when the placement is known ([`placement::Judged`]).
     pub nodes: BTreeMap<String, NodeInput>,
     /// `recovered/cluster.jsonl`, when present.
     pub cluster: Option<Recovered>,
+    /// Which nodes are judged as the stream's replicas.
+    pub judged: placement::Judged,
 }
 
 /// Reads a run folder and checks it: [`load_run`] then [`check`]. What
@@ -83,7 +87,9 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     let lost = lost::lost(h, &kept);
     let lost_cluster_view = input.cluster.as_ref().map(|c| lost::lost_on(h, c));
     let integrity = integrity::check(h, &views, &kept);
-    let skip_empty = config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
+    // With a known placement the non-replicas are not in `input.nodes` at all.
+    let skip_empty = !matches!(input.judged, placement::Judged::Replicas(_))
+        && config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
     let divergence = divergence::compare_all(h, &readable, skip_empty);
     let loss_windows = windows::loss_windows(h, &kept, &input.events);
 
@@ -113,11 +119,16 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
         divergent: !divergence.is_empty(),
         divergence,
         loss_windows,
+        replicas: input.judged.replicas(),
         nodes,
         latency: None,
     };
     assert_eq!(report.attempted, report.acked + report.failed + report.indeterminate);
-    let (verdict, mut reasons) = verdict::decide(&report, readable.len(), config.nodes.len());
+    let (verdict, mut reasons) = match &input.judged {
+        placement::Judged::Unknown(why) => placement::weigh_unknown(&report, readable.len() == input.nodes.len(), why),
+        // The majority rule counts the judged nodes: the replicas when known.
+        _ => verdict::decide(&report, readable.len(), input.nodes.len()),
+    };
     reasons.extend(notes(input, config, skip_empty));
     report.verdict = verdict;
     report.reasons = reasons;
@@ -181,6 +192,7 @@ fn notes(input: &RunInput, config: &CheckConfig, skip_empty: bool) -> Vec<String
             config.nodes.len()
         ));
     }
+    notes.extend(input.judged.note(config.nodes.len()));
     if config.mode == Mode::Async {
         notes.push(format!("async loss-window bound: {}", config.window_bound_source));
     }
