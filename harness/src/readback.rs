@@ -2,12 +2,20 @@
 //! cluster view, then every node's own copy into `recovered/`, stopping the
 //! nodes before (after-stop targets such as NATS) or after (live targets)
 //! reading them.
+//!
+//! Before the stop it also asks the target which nodes hold the stream
+//! (`Target::replica_set`, the final placement) and writes
+//! `recovered/replicas.json`: then only those nodes are read back, and the
+//! others get no file (docs/formats.md). A target that cannot tell gets no
+//! file, and every node is read; one that should know but could not find
+//! out gets `"replicas": null` with the reason, every node is read, and the
+//! checker's verdict is `unknown`.
 
 use crate::cluster::Cluster;
 use crate::events::EventLog;
 use crate::progress::Progress;
 use crate::run::{RunError, write};
-use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
+use jetsam_core::recovered::{CLUSTER_FILE, Placement, REPLICAS_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
 use jetsam_core::scenario::Scenario;
 use jetsam_targets::{ReadBack, Target};
 use std::path::Path;
@@ -16,8 +24,9 @@ use std::time::Duration;
 /// Bound on reading back one node (or the cluster view).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Reads back the cluster view and every node's own copy into `recovered/`,
-/// stopping the nodes before (after-stop targets) or after (live targets).
+/// Reads back the cluster view, the placement and every replica's own copy
+/// into `recovered/`, stopping the nodes before (after-stop targets) or
+/// after (live targets).
 pub(crate) async fn read_back(
     scenario: &Scenario,
     cluster: &mut Cluster,
@@ -38,6 +47,11 @@ pub(crate) async fn read_back(
             Err(e) => progress.line(&format!("warning: no cluster view: {e}")),
         }
     }
+    let placement = ask_placement(scenario, cluster, target, progress).await;
+    if let Some(placement) = &placement {
+        write(&recovered.join(REPLICAS_FILE), &placement.to_json_line())?;
+    }
+    let replicas = placement.and_then(|p| p.replicas);
     if target.read_back_mode() == ReadBack::AfterStop {
         stop_all(cluster, progress);
     }
@@ -47,7 +61,8 @@ pub(crate) async fn read_back(
             cluster.check_alive(&name, events)?;
         }
     }
-    for spec in cluster.specs() {
+    let is_replica = |name: &str| replicas.as_ref().is_none_or(|r| r.iter().any(|n| n == name));
+    for spec in cluster.specs().iter().filter(|s| is_replica(&s.name)) {
         match read_bounded(target.read_node(scenario, spec), &spec.name).await {
             Ok(msgs) => write_recovered(&recovered.join(format!("{}.jsonl", spec.name)), &msgs)?,
             Err(reason) => {
@@ -67,6 +82,39 @@ pub(crate) async fn read_back(
         stop_all(cluster, progress);
     }
     Ok(())
+}
+
+/// The stream's final placement, or `None` when the target cannot tell. A
+/// timeout, or an answer naming nodes the run does not have (a target bug),
+/// is an unknown placement with the reason.
+async fn ask_placement(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    target: &dyn Target,
+    progress: &Progress,
+) -> Option<Placement> {
+    let answer =
+        read_bounded(async { Ok(target.replica_set(scenario, cluster.specs()).await) }, "the stream's placement")
+            .await
+            .unwrap_or_else(|timeout| Some(Err(timeout)))?;
+    let placement = match answer {
+        Ok(replicas) => {
+            let placement = Placement::known(replicas);
+            match placement.validate(&cluster.names()) {
+                Ok(()) => placement,
+                Err(why) => Placement::unknown(format!("the target named an impossible placement: {why}")),
+            }
+        }
+        Err(why) => Placement::unknown(why),
+    };
+    match (&placement.replicas, &placement.reason) {
+        (Some(replicas), _) => progress.line(&format!("stream placed on {}", replicas.join(", "))),
+        (None, why) => progress.line(&format!(
+            "warning: the stream's placement is unknown ({}): every node is read back and the verdict will be unknown",
+            why.as_deref().unwrap_or_default()
+        )),
+    }
+    Some(placement)
 }
 
 /// Reads with the bound [`READ_TIMEOUT`]; a timeout becomes the unreadable reason.
