@@ -35,7 +35,7 @@ pub(crate) async fn read_back(
     events: &EventLog,
     progress: &Progress,
 ) -> Result<(), RunError> {
-    progress.phase("read", "reading back every node");
+    progress.phase("read", "reading back the cluster view and every replica");
     let recovered = run_dir.join(jetsam_checkers::load::RECOVERED_DIR);
     std::fs::create_dir_all(&recovered).map_err(|source| RunError::Write { path: recovered.clone(), source })?;
     let view = read_bounded(async { Ok(target.read_cluster(scenario, cluster.specs()).await) }, "the cluster view")
