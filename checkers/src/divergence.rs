@@ -9,8 +9,9 @@
 //!
 //! Does not verify: the cluster view (that is a read path, not a replica),
 //! unreadable nodes, or indeterminate/failed ids one replica holds beyond the
-//! other's end (only acknowledged ids must be on every replica). When the
-//! stream has fewer replicas than the cluster has nodes, nodes that hold
+//! other's end (only acknowledged ids must be on every replica). Only the
+//! judged nodes reach it ([`crate::placement`]). Without a known placement,
+//! when the stream has fewer replicas than the cluster has nodes, nodes that hold
 //! nothing are taken for non-replicas and left out (see
 //! [`compare_all`]); a replica that lost everything is then invisible here,
 //! though its losses still count per node.

@@ -18,6 +18,7 @@ pub mod history_reader;
 pub mod integrity;
 pub mod load;
 pub mod lost;
+pub mod placement;
 pub mod summary;
 pub mod verdict;
 pub mod windows;
@@ -44,10 +45,13 @@ pub struct RunInput {
     pub history: History,
     /// The fault timeline in time order.
     pub events: Vec<Event>,
-    /// Every expected node by name.
+    /// Every judged node by name: every node of the run, or only the
+    /// replicas when the placement is known ([`placement::Judged`]).
     pub nodes: BTreeMap<String, NodeInput>,
     /// `recovered/cluster.jsonl`, when present.
     pub cluster: Option<Recovered>,
+    /// Which nodes are judged as the stream's replicas.
+    pub judged: placement::Judged,
 }
 
 /// Reads a run folder and checks it: [`load_run`] then [`check`]. What
@@ -83,11 +87,58 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     let lost = lost::lost(h, &kept);
     let lost_cluster_view = input.cluster.as_ref().map(|c| lost::lost_on(h, c));
     let integrity = integrity::check(h, &views, &kept);
-    let skip_empty = config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
+    // With a known placement the non-replicas are not in `input.nodes` at all.
+    let skip_empty = !matches!(input.judged, placement::Judged::Replicas(_))
+        && config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
     let divergence = divergence::compare_all(h, &readable, skip_empty);
     let loss_windows = windows::loss_windows(h, &kept, &input.events);
 
-    let nodes = input
+    let nodes = node_reports(input, &integrity);
+
+    let mut report = Report {
+        format_version: jetsam_core::FORMAT_VERSION,
+        verdict: jetsam_core::report::Verdict::Unknown,
+        reasons: Vec::new(),
+        mode: config.mode,
+        window_bound_ns: (config.mode == Mode::Async)
+            .then(|| u64::try_from(config.window_bound.as_nanos()).unwrap_or(u64::MAX)),
+        attempted: h.len() as u64,
+        acked: h.acks().len() as u64,
+        failed: h.count(data::Outcome::Fail),
+        indeterminate: h.count(data::Outcome::Info) + h.count(data::Outcome::Open),
+        lost: lost.count,
+        lost_cluster_view,
+        lost_classes: lost.classes,
+        lost_sample: lost.sample,
+        unexpected: integrity.unexpected,
+        resurrected: integrity.resurrected,
+        duplicated: integrity.duplicated,
+        seq_mismatch: integrity.seq_mismatch,
+        seq_mismatch_lost: integrity.seq_mismatch_lost,
+        recovered_indeterminate: integrity.recovered_indeterminate,
+        divergent: !divergence.is_empty(),
+        divergence,
+        loss_windows,
+        replicas: input.judged.replicas(),
+        nodes,
+        latency: None,
+    };
+    assert_eq!(report.attempted, report.acked + report.failed + report.indeterminate);
+    let (verdict, mut reasons) = match &input.judged {
+        placement::Judged::Unknown(why) => placement::weigh_unknown(&report, readable.len() == input.nodes.len(), why),
+        // The majority rule counts the judged nodes: the replicas when known.
+        _ => verdict::decide(&report, readable.len(), input.nodes.len()),
+    };
+    reasons.extend(notes(input, config, skip_empty));
+    report.verdict = verdict;
+    report.reasons = reasons;
+    report
+}
+
+/// The per-node part of the report, for every node of `input` in name order.
+fn node_reports(input: &RunInput, integrity: &integrity::Integrity) -> BTreeMap<String, NodeReport> {
+    let h = &input.history;
+    input
         .nodes
         .iter()
         .map(|(name, n)| {
@@ -116,37 +167,13 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
             };
             (name.clone(), report)
         })
-        .collect();
+        .collect()
+}
 
-    let mut report = Report {
-        format_version: jetsam_core::FORMAT_VERSION,
-        verdict: jetsam_core::report::Verdict::Unknown,
-        reasons: Vec::new(),
-        mode: config.mode,
-        window_bound_ns: (config.mode == Mode::Async)
-            .then(|| u64::try_from(config.window_bound.as_nanos()).unwrap_or(u64::MAX)),
-        attempted: h.len() as u64,
-        acked: h.acks().len() as u64,
-        failed: h.count(data::Outcome::Fail),
-        indeterminate: h.count(data::Outcome::Info) + h.count(data::Outcome::Open),
-        lost: lost.count,
-        lost_cluster_view,
-        lost_classes: lost.classes,
-        lost_sample: lost.sample,
-        unexpected: integrity.unexpected,
-        resurrected: integrity.resurrected,
-        duplicated: integrity.duplicated,
-        seq_mismatch: integrity.seq_mismatch,
-        seq_mismatch_lost: integrity.seq_mismatch_lost,
-        recovered_indeterminate: integrity.recovered_indeterminate,
-        divergent: !divergence.is_empty(),
-        divergence,
-        loss_windows,
-        nodes,
-        latency: None,
-    };
-    assert_eq!(report.attempted, report.acked + report.failed + report.indeterminate);
-    let (verdict, mut reasons) = verdict::decide(&report, readable.len(), config.nodes.len());
+/// The notes the verdict rests on, after its reasons: unreadable nodes,
+/// replicas left out of the divergence check, the async bound in force.
+fn notes(input: &RunInput, config: &CheckConfig, skip_empty: bool) -> Vec<String> {
+    let mut notes = Vec::new();
     let unreadable: Vec<String> = input
         .nodes
         .iter()
@@ -156,19 +183,18 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
         })
         .collect();
     if !unreadable.is_empty() {
-        reasons.push(format!("unreadable node(s): {}", unreadable.join(", ")));
+        notes.push(format!("unreadable node(s): {}", unreadable.join(", ")));
     }
     if skip_empty {
-        reasons.push(format!(
+        notes.push(format!(
             "stream has {} replica(s) on {} node(s): nodes holding nothing are left out of the divergence check",
             config.replicas.unwrap_or(0),
             config.nodes.len()
         ));
     }
+    notes.extend(input.judged.note(config.nodes.len()));
     if config.mode == Mode::Async {
-        reasons.push(format!("async loss-window bound: {}", config.window_bound_source));
+        notes.push(format!("async loss-window bound: {}", config.window_bound_source));
     }
-    report.verdict = verdict;
-    report.reasons = reasons;
-    report
+    notes
 }

@@ -7,17 +7,20 @@
 //! Files read: `scenario.resolved.toml` (optional), `history.jsonl`
 //! (required), `events.jsonl` (optional: a foreign history may have no fault
 //! timeline; then no window is tied to a fault), `recovered/<node>.jsonl`,
-//! `recovered/<node>.unreadable`, `recovered/cluster.jsonl`. A
+//! `recovered/<node>.unreadable`, `recovered/cluster.jsonl`,
+//! `recovered/replicas.json` (optional: which nodes are judged, see
+//! [`crate::placement`]). A
 //! `recovered/*.jsonl` or `*.unreadable` of a node that is not in the run, or
 //! both files for one node, is an error rather than something to guess
 //! about. Node read-backs are parsed in parallel (one thread per core).
 
 use crate::config::{CheckConfig, ConfigError, Overrides};
 use crate::data::{History, Recovered, RecoveredBuilder};
+use crate::placement::Judged;
 use crate::{NodeInput, RunInput};
 use jetsam_core::event::{Event, EventValidator};
 use jetsam_core::jsonl::{LoadError, for_each_raw_line};
-use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX};
+use jetsam_core::recovered::{CLUSTER_FILE, Placement, REPLICAS_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX};
 use jetsam_core::scenario::{Scenario, ScenarioError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,6 +61,16 @@ pub enum LoadRunError {
         dir.display(), file.display()
     )]
     StrayFile { dir: PathBuf, file: PathBuf, nodes: String },
+    #[error(
+        "failed to check {}: recovered/{REPLICAS_FILE} is not valid: {why}; fix it or remove it (without it every node of the run is judged as a replica)",
+        dir.display()
+    )]
+    Placement { dir: PathBuf, why: String },
+    #[error(
+        "failed to check {}: {} belongs to {node}, which recovered/{REPLICAS_FILE} does not list as a replica (replicas: {replicas}); remove that file, or fix the placement",
+        dir.display(), file.display()
+    )]
+    NotAReplica { dir: PathBuf, file: PathBuf, node: String, replicas: String },
     #[error(
         "failed to check {}: both recovered/{node}.jsonl and recovered/{node}{UNREADABLE_SUFFIX} exist; remove the one that is wrong",
         dir.display()
@@ -138,6 +151,19 @@ fn list_recovered(dir: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>), Lo
     Ok((jsonl, unreadable))
 }
 
+/// Reads `recovered/replicas.json` when there is one ([`crate::placement`]).
+fn load_placement(dir: &Path, nodes: &[String]) -> Result<Judged, LoadRunError> {
+    let path = dir.join(RECOVERED_DIR).join(REPLICAS_FILE);
+    if !path.exists() {
+        return Ok(Judged::AllNodes);
+    }
+    let text = read_to_string(&path)?;
+    let invalid = |why: String| LoadRunError::Placement { dir: dir.to_path_buf(), why };
+    let placement: Placement = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    placement.validate(nodes).map_err(invalid)?;
+    Ok(Judged::from_placement(placement))
+}
+
 /// Reads a whole run folder. `overrides` (the command line) win over the
 /// scenario.
 pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckConfig), LoadRunError> {
@@ -156,6 +182,7 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     let scenario_file = scenario_path.display().to_string();
     let config = CheckConfig::resolve(scenario.as_ref().map(|s| (scenario_file.as_str(), s)), overrides, &present)?;
 
+    let judged = load_placement(dir, &config.nodes)?;
     let expected: BTreeSet<&String> = config.nodes.iter().collect();
     for (node, suffix) in jsonl.iter().map(|n| (n, ".jsonl")).chain(unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX))) {
         if !expected.contains(node) {
@@ -163,6 +190,14 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
                 dir: dir.to_path_buf(),
                 file: Path::new(RECOVERED_DIR).join(format!("{node}{suffix}")),
                 nodes: config.nodes.join(","),
+            });
+        }
+        if !judged.judges(node) {
+            return Err(LoadRunError::NotAReplica {
+                dir: dir.to_path_buf(),
+                file: Path::new(RECOVERED_DIR).join(format!("{node}{suffix}")),
+                node: node.clone(),
+                replicas: judged.replicas().unwrap_or_default().join(","),
             });
         }
         if jsonl.contains(node) && unreadable.contains(node) {
@@ -181,7 +216,7 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     let recovered = dir.join(RECOVERED_DIR);
     let mut nodes = BTreeMap::new();
     let mut to_read: Vec<(String, PathBuf)> = Vec::new();
-    for node in &config.nodes {
+    for node in config.nodes.iter().filter(|n| judged.judges(n)) {
         if jsonl.contains(node) {
             to_read.push((node.clone(), recovered.join(format!("{node}.jsonl"))));
         } else if unreadable.contains(node) {
@@ -203,8 +238,9 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     for (node, view) in views {
         nodes.insert(node, NodeInput::Readable(view));
     }
-    assert_eq!(nodes.len(), config.nodes.len(), "every expected node is readable or unreadable");
-    Ok((RunInput { history, events, nodes, cluster }, config))
+    let judged_count = config.nodes.iter().filter(|n| judged.judges(n)).count();
+    assert_eq!(nodes.len(), judged_count, "every judged node is readable or unreadable");
+    Ok((RunInput { history, events, nodes, cluster, judged }, config))
 }
 
 /// Loads recovered files on up to one thread per core; the first error (in
@@ -294,6 +330,38 @@ mod tests {
                 }
             }
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_placement_file_is_validated_and_non_replicas_have_no_file() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/placement-r3-on-5");
+        let dir = std::env::temp_dir().join(format!("jetsam-placement-{}", std::process::id()));
+        let copy = |dir: &Path| {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir.join(RECOVERED_DIR)).unwrap();
+            for file in [SCENARIO_FILE, HISTORY_FILE, "recovered/n1.jsonl", "recovered/n3.jsonl", "recovered/n4.jsonl"]
+            {
+                std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+            }
+        };
+        let error = |placement: &str, extra: Option<&str>| {
+            copy(&dir);
+            std::fs::write(dir.join(RECOVERED_DIR).join(REPLICAS_FILE), placement).unwrap();
+            if let Some(file) = extra {
+                std::fs::write(dir.join(RECOVERED_DIR).join(file), "").unwrap();
+            }
+            load_run(&dir, &Overrides::default()).err().map(|e| e.to_string())
+        };
+        assert_eq!(error("{\"replicas\":[\"n1\",\"n3\",\"n4\"]}\n", None), None);
+        let e = error("{\"replicas\":[\"n1\",\"n3\",\"n4\"]}\n", Some("n2.jsonl")).unwrap();
+        assert!(e.contains("recovered/n2.jsonl belongs to n2, which recovered/replicas.json does not list"), "{e}");
+        let e = error("{\"replicas\":[\"n1\",\"n3\",\"n4\"]}\n", Some("n5.unreadable")).unwrap();
+        assert!(e.contains("recovered/n5.unreadable belongs to n5"), "{e}");
+        let e = error("{\"replicas\":[\"n1\",\"n6\"]}", None).unwrap();
+        assert!(e.contains("replicas.json is not valid: \"n6\" is not a node of this run (n1,n2,n3,n4,n5)"), "{e}");
+        let e = error("{\"replicas\":[\"n1\"]", None).unwrap();
+        assert!(e.contains("replicas.json is not valid: EOF while parsing"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -124,7 +124,7 @@ fn run(m: &Model, held: &[Vec<(u64, String)>]) -> Report {
         }
         nodes.insert(name.clone(), NodeInput::Readable(rb.finish()));
     }
-    let input = RunInput { history, events: Vec::new(), nodes, cluster: None };
+    let input = RunInput { history, events: Vec::new(), nodes, cluster: None, judged: Default::default() };
     let config = CheckConfig {
         mode: Mode::Strong,
         window_bound: Duration::from_secs(1),

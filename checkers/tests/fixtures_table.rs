@@ -108,10 +108,58 @@ fn every_case_gives_its_known_answer() {
         ("lost-classes", expect(F, 3, none, 0, 0, 3, None, &[("n1", 3, false), ("n2", 3, false), ("n3", 3, false)])),
         ("misplaced", expect(F, 0, [0, 0, 0, 1], 0, 0, 0, None, OK3)),
         ("r1-on-three", expect(P, 0, none, 0, 0, 0, None, &[("n1", 6, false), ("n2", 0, false), ("n3", 6, false)])),
+        (
+            "placement-r3-on-5",
+            expect(P, 0, none, 0, 0, 0, None, &[("n1", 0, false), ("n3", 0, false), ("n4", 0, false)]),
+        ),
+        (
+            "placement-replica-lost",
+            expect(F, 0, none, 0, 2, 0, None, &[("n1", 0, false), ("n3", 2, false), ("n4", 0, false)]),
+        ),
+        (
+            "placement-minority",
+            expect(U, 0, none, 0, 0, 0, None, &[("n1", 0, false), ("n3", 0, true), ("n4", 0, true)]),
+        ),
+        (
+            "placement-unknown",
+            expect(
+                U,
+                0,
+                none,
+                0,
+                0,
+                0,
+                None,
+                &[("n1", 0, false), ("n2", 0, false), ("n3", 0, false), ("n4", 0, false), ("n5", 0, false)],
+            ),
+        ),
     ];
     for (case, want) in cases {
         assert_eq!(row(&run(case)), want, "case {case}");
     }
+}
+
+#[test]
+fn a_known_placement_judges_only_the_replicas_and_names_them() {
+    let r = run("placement-r3-on-5");
+    assert_eq!(r.replicas, Some(vec!["n1".to_string(), "n3".to_string(), "n4".to_string()]));
+    assert_eq!(r.reasons, vec!["stream placed on n1,n3,n4 of 5 node(s) (replicas.json): only they are judged"]);
+    let r = run("placement-minority");
+    assert_eq!(
+        r.reasons[0],
+        "only 1 of 3 node(s) readable: fewer than a majority, so a write missing from them may be on the others"
+    );
+    assert_eq!(r.nodes["n4"].unreadable_reason.as_deref(), Some("no read-back file"));
+    let r = run("placement-unknown");
+    assert_eq!(r.replicas, None);
+    assert!(
+        r.reasons[0]
+            .starts_with("the stream's placement is unknown (no replica of stream jetsam named the same peers)"),
+        "{:?}",
+        r.reasons
+    );
+    // Without a placement every node is judged (the old rule).
+    assert_eq!(run("pass-strong").replicas, None);
 }
 
 #[test]

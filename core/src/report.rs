@@ -193,6 +193,12 @@ pub struct Report {
     pub divergent: bool,
     pub divergence: Vec<Divergence>,
     pub loss_windows: Vec<LossWindow>,
+    /// The nodes judged as the stream's replicas, from
+    /// `recovered/replicas.json`, in name order; `None` when the run folder
+    /// has no known placement (then every node of the run is judged).
+    #[serde(default)]
+    pub replicas: Option<Vec<String>>,
+    /// Per judged node: every node of the run, or only the replicas.
     pub nodes: BTreeMap<String, NodeReport>,
     pub latency: Option<Latency>,
 }

@@ -13,6 +13,7 @@ pub mod junit;
 pub mod merge;
 pub mod nemesis;
 pub mod progress;
+pub mod readback;
 pub mod run;
 pub mod scenario;
 pub mod schedule;

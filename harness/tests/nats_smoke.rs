@@ -2,7 +2,8 @@
 //! scenarios (`scenarios/nats/ci/`) through the `jetsam` binary. A
 //! coordinated power loss with nats-server's default sync (2 minutes) must
 //! be caught (verdict fail, acknowledged writes lost); the same power loss
-//! with `sync = "always"` must pass.
+//! with `sync = "always"` must pass. A third run puts an R3 stream on 5
+//! servers: the run folder names the 3 that hold it and judges only them.
 //!
 //! Needs `.nats/2.12.1/bin/nats-server` (`scripts/install-nats.sh 2.12.1`)
 //! and the workspace binaries (`jetsam-tracer`; `scripts/test.sh` builds
@@ -121,4 +122,29 @@ fn power_loss_with_sync_always_keeps_every_acknowledged_write() {
     assert_eq!(code, jetsam_core::exit::PASS, "{output}");
     assert!(report.acked > 1000, "only {} acked:\n{output}", report.acked);
     assert_eq!(report.lost, 0, "{output}");
+}
+
+#[test]
+fn r3_on_5_servers_reads_back_and_judges_only_the_replicas() {
+    if !nats_available() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let (code, report, output) = run("r3-on-5-kill-leader.toml", out.path());
+    assert_eq!((report.verdict, code), (Verdict::Pass, jetsam_core::exit::PASS), "{:?}\n{output}", report.reasons);
+    assert!(report.acked > 500, "only {} acked:\n{output}", report.acked);
+    let replicas = report.replicas.clone().unwrap_or_else(|| panic!("no placement in report.json:\n{output}"));
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    assert_eq!(report.nodes.keys().cloned().collect::<Vec<_>>(), replicas, "only the replicas are judged");
+    let recovered = out.path().join("run/recovered");
+    let placement = std::fs::read_to_string(recovered.join("replicas.json")).unwrap();
+    assert_eq!(placement, format!("{{\"replicas\":{}}}\n", serde_json::to_string(&replicas).unwrap()));
+    let mut files: Vec<String> =
+        std::fs::read_dir(&recovered).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    let mut want: Vec<String> = replicas.iter().map(|n| format!("{n}.jsonl")).collect();
+    want.extend(["cluster.jsonl".to_string(), "replicas.json".to_string()]);
+    want.sort();
+    assert_eq!(files, want, "a file per replica, none for the other two servers");
+    assert!(output.contains(&format!("stream placed on {}", replicas.join(", "))), "{output}");
 }

@@ -160,6 +160,25 @@ pub trait Target: Send + Sync {
     /// fault picks from by default.
     fn default_corrupt_globs(&self) -> Vec<String>;
 
+    /// Which nodes hold the stream now, by name, for targets that place a
+    /// stream on some of the nodes (NATS puts an R3 stream on 3 of 5
+    /// servers). `None`: the target cannot tell, so every node must hold a
+    /// copy (such targets refuse `stream.replicas` below `nodes` in
+    /// `validate`, or leave it to the checker's empty-node heuristic).
+    /// `Some(Err(why))`: it should know but could not find out; the run's
+    /// verdict is then `unknown` (docs/formats.md, `recovered/replicas.json`).
+    ///
+    /// The controller asks once, after `wait_converged` and before the clean
+    /// stop (as for `read_cluster`): the final placement is what counts,
+    /// since a system may move replicas during a run. Bounded by the target.
+    fn replica_set<'a>(
+        &'a self,
+        _scenario: &'a Scenario,
+        _nodes: &'a [NodeSpec],
+    ) -> BoxFuture<'a, Option<Result<Vec<String>, String>>> {
+        Box::pin(async { None })
+    }
+
     /// Whether peers reach a node at its client port (one port for clients
     /// and replication, as PostgreSQL and Redis have): then the controller
     /// makes `peer_listen_addr` the client address.

@@ -19,6 +19,7 @@
 
 pub mod blocks;
 pub mod http;
+pub mod placement;
 
 use crate::{BoxFuture, CommandSpec, NodeSpec, PublishOutcome, Publisher, ReadBack, Target, TargetError};
 use async_nats::jetstream::{self, consumer, stream};
@@ -31,6 +32,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -247,7 +249,10 @@ pub fn validate_scenario(scenario: &Scenario) -> Result<(), (String, String)> {
     }
     let stream = &scenario.stream;
     if scenario.nodes == 0 || stream.replicas == 0 {
-        return Err(("nodes and stream.replicas must be at least 1".into(), "set nodes = stream.replicas >= 1".into()));
+        return Err((
+            "nodes and stream.replicas must be at least 1".into(),
+            "set nodes >= stream.replicas >= 1".into(),
+        ));
     }
     if stream.replicas > 5 {
         return Err((
@@ -255,16 +260,17 @@ pub fn validate_scenario(scenario: &Scenario) -> Result<(), (String, String)> {
             "use at most 5 replicas".into(),
         ));
     }
-    if stream.replicas != scenario.nodes {
-        // Every node is read back as a replica: a node holding no copy would read as unreadable.
+    if stream.replicas > scenario.nodes {
         return Err((
             format!(
-                "stream.replicas = {} but nodes = {}: jetsam reads every node back as a replica of the stream",
+                "stream.replicas = {} but nodes = {}: NATS places each replica on its own server",
                 stream.replicas, scenario.nodes
             ),
-            format!("set nodes = {} or stream.replicas = {}", stream.replicas, scenario.nodes),
+            format!("set nodes >= {} or stream.replicas <= {}", stream.replicas, scenario.nodes),
         ));
     }
+    // Fewer replicas than nodes is fine: the target reports the final
+    // placement (`replica_set`) and only the replicas are read back.
     if stream.mode() == Mode::Async && stream.replicas != 1 {
         return Err((
             format!(
@@ -414,18 +420,19 @@ fn stream_leader(jsz: &Value, peers: usize) -> Option<(String, bool)> {
 }
 
 /// The stream leader and whether it sees every other replica as current,
-/// from the nodes' `/jsz` answers (`node_count` nodes in the cluster). The
+/// from the nodes' `/jsz` answers (`node_count` nodes in the cluster, a
+/// stream of `replicas`). The
 /// answer comes from the node that names itself leader; if no node answers
 /// for itself (e.g. the leader is paused or partitioned away), the leader
 /// the others name, not current.
-fn leader_from(jszs: &BTreeMap<String, Value>, node_count: usize) -> Option<(String, bool)> {
+fn leader_from(jszs: &BTreeMap<String, Value>, node_count: usize, replicas: usize) -> Option<(String, bool)> {
     if node_count == 1 {
         // A single node without a cluster block: its stream has no Raft group.
         return jszs.iter().find(|(_, jsz)| stream_detail(jsz).is_some()).map(|(name, _)| (name.clone(), true));
     }
     let mut named = BTreeSet::new();
     for (name, jsz) in jszs {
-        match stream_leader(jsz, node_count - 1) {
+        match stream_leader(jsz, replicas.saturating_sub(1)) {
             Some((leader, current)) if &leader == name => return Some((leader, current)),
             Some((leader, _)) => {
                 named.insert(leader);
@@ -513,12 +520,16 @@ pub struct NatsTarget {
     server: PathBuf,
     /// Set by the last convergence wait that ended with no stream leader: why.
     no_leader: Arc<Mutex<Option<String>>>,
+    /// The stream's replica count, stored by `create_stream` and
+    /// `wait_converged` for the calls that get no scenario (`leader`); 0
+    /// until then, read as "one per node".
+    replicas: Arc<AtomicUsize>,
 }
 
 impl NatsTarget {
     /// A target running this `nats-server` binary.
     pub fn new(server: PathBuf) -> NatsTarget {
-        NatsTarget { server, no_leader: Arc::default() }
+        NatsTarget { server, no_leader: Arc::default(), replicas: Arc::default() }
     }
 
     /// Finds the binary for the scenario's `target.version` ([`find_nats_server`]).
@@ -560,6 +571,7 @@ impl NatsTarget {
         timeout: Duration,
     ) -> Result<(), TargetError> {
         assert!(!nodes.is_empty(), "create_stream needs at least one node");
+        self.replicas.store(scenario.stream.replicas as usize, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
         let config = stream_config(scenario);
         let mut last = String::from("no attempt finished");
@@ -606,7 +618,11 @@ impl NatsTarget {
 
     /// The stream leader and whether it sees every other replica as current ([`leader_from`]).
     async fn leader_inner(&self, nodes: &[NodeSpec]) -> Option<(String, bool)> {
-        leader_from(&jsz_all(nodes).await, nodes.len())
+        let replicas = match self.replicas.load(Ordering::Relaxed) {
+            0 => nodes.len(),
+            r => r,
+        };
+        leader_from(&jsz_all(nodes).await, nodes.len(), replicas)
     }
 
     /// Waits until every replica's `/jsz` reports the same counts under a
@@ -629,13 +645,14 @@ impl NatsTarget {
         let started = Instant::now();
         let deadline = started + timeout;
         let replicas = scenario.stream.replicas as usize;
+        self.replicas.store(replicas, Ordering::Relaxed);
         *self.no_leader.lock().expect("no_leader lock") = None;
         let mut watch = ConvergeWatch::new(replicas, started);
         loop {
             let jszs = jsz_all(nodes).await;
             let now = Instant::now();
             let counts = counts_from(&jszs);
-            let leader = leader_from(&jszs, nodes.len());
+            let leader = leader_from(&jszs, nodes.len(), replicas);
             let state = format!(
                 "per-node (messages, first_seq, last_seq) from /jsz: {counts:?}; leader (name, replicas current): {leader:?}"
             );
@@ -954,10 +971,11 @@ async fn consume_all(node: &NodeSpec, stream: &mut stream::Stream, last_seq: u64
 pub fn read_node_files(node: &NodeSpec) -> Result<Vec<RecoveredMsg>, String> {
     let msgs_dir = node.data_dir.join("jetstream").join("$G").join("streams").join(STREAM_NAME).join("msgs");
     if !msgs_dir.is_dir() {
-        // Every node was given a replica (replicas = nodes, and the stream
-        // was created only once every replica was current), so a missing
-        // directory is a replica that nats-server deleted or never made
-        // durable: it holds nothing, and the checker counts what it misses.
+        // The controller reads back only the stream's replicas (its final
+        // placement, `replica_set`), and the stream was created only once
+        // every replica was current, so a missing directory is a replica
+        // that nats-server deleted or never made durable: it holds nothing,
+        // and the checker counts what it misses.
         // Reading it as unreadable would hide the loss (NATS #7556: nodes
         // with a corrupt meta snapshot delete the stream as an orphan).
         tracing::warn!(
@@ -1121,6 +1139,21 @@ impl Target for NatsTarget {
 
     fn default_corrupt_globs(&self) -> Vec<String> {
         vec!["jetstream/$G/streams/*/msgs/*.blk".to_string()]
+    }
+
+    fn replica_set<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        nodes: &'a [NodeSpec],
+    ) -> BoxFuture<'a, Option<Result<Vec<String>, String>>> {
+        let replicas = scenario.stream.replicas as usize;
+        Box::pin(async move {
+            // A group as large as the cluster has no choice of servers.
+            if replicas == nodes.len() {
+                return Some(Ok(nodes.iter().map(|n| n.name.clone()).collect()));
+            }
+            Some(placement::replica_set(nodes, replicas, placement::PLACEMENT_TIMEOUT).await)
+        })
     }
 }
 
@@ -1308,13 +1341,13 @@ mod tests {
             ("n2", jsz_answer(None, Some("n2"), &[], 3014)),
             ("n3", jsz_answer(None, Some("n3"), &[], 3014)),
         ]);
-        assert_eq!(leader_from(&stale, 3), None);
+        assert_eq!(leader_from(&stale, 3, 3), None);
         // Then a meta leader, no stream leader yet.
         let electing = answers(&[
             ("n1", jsz_answer(Some("n2"), None, &[("n2", false), ("n3", false)], 3014)),
             ("n2", jsz_answer(Some("n2"), None, &[("n1", false), ("n3", false)], 3016)),
         ]);
-        assert_eq!(leader_from(&electing, 3), None);
+        assert_eq!(leader_from(&electing, 3, 3), None);
         assert_eq!(counts_from(&electing).get("n2"), Some(&(3016, 1, 3016)));
     }
 
@@ -1325,15 +1358,22 @@ mod tests {
             ("n2", jsz_answer(Some("n2"), Some("n2"), &[("n1", true), ("n3", true)], 7)),
             ("n3", jsz_answer(Some("n2"), Some("n2"), &[("n1", false), ("n2", true)], 7)),
         ]);
-        assert_eq!(leader_from(&healthy, 3), Some(("n2".to_string(), true)));
+        assert_eq!(leader_from(&healthy, 3, 3), Some(("n2".to_string(), true)));
         // The leader does not answer (paused): the others still name it, not current.
         let mut paused = healthy.clone();
         paused.remove("n2");
-        assert_eq!(leader_from(&paused, 3), Some(("n2".to_string(), false)));
+        assert_eq!(leader_from(&paused, 3, 3), Some(("n2".to_string(), false)));
+        // R3 on 5 servers: the leader lists its 2 peers; the 2 other servers list no stream.
+        let r3 = answers(&[
+            ("n1", jsz_answer(Some("n1"), Some("n4"), &[("n4", true), ("n5", false)], 7)),
+            ("n4", jsz_answer(Some("n1"), Some("n4"), &[("n1", true), ("n5", true)], 7)),
+        ]);
+        assert_eq!(leader_from(&r3, 5, 3), Some(("n4".to_string(), true)));
+        assert_eq!(leader_from(&r3, 5, 5), Some(("n4".to_string(), false)), "R5 would need 4 peers current");
         // One node, no Raft group: it leads if it holds the stream.
         let single = answers(&[("n1", jsz_answer(None, None, &[], 3))]);
-        assert_eq!(leader_from(&single, 1), Some(("n1".to_string(), true)));
-        assert_eq!(leader_from(&BTreeMap::new(), 1), None);
+        assert_eq!(leader_from(&single, 1, 1), Some(("n1".to_string(), true)));
+        assert_eq!(leader_from(&BTreeMap::new(), 1, 1), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Runs real 3-node nats-server clusters (2.12.1, the version Jepsen tested,
 //! and 2.15.1) on loopback through
 //! `NatsTarget`: ready, R3 stream, pipelined publishes, the cluster view,
-//! a clean stop, and every node's message blocks against the acks.
+//! a clean stop, and every node's message blocks against the acks; and a
+//! 5-node cluster with an R3 stream, whose placement the target reports.
 //! Needs the binaries (`scripts/install-nats.sh`); set
 //! `JETSAM_SKIP_NATS=1` to skip where it cannot be installed.
 
@@ -363,7 +364,8 @@ fn nats_validate_rejects_async_r3_and_missing_version() {
     assert!(target.validate(&scenario(1, 1, "consistency = \"async\"\nsync = \"1s\"")).is_ok());
     assert!(target.validate(&scenario(3, 3, "sync = \"always\"")).is_ok());
     assert!(target.validate(&scenario(3, 3, "sync = \"sometimes\"")).is_err());
-    assert!(target.validate(&scenario(3, 1, "")).is_err(), "every node must hold a replica");
+    assert!(target.validate(&scenario(5, 3, "")).is_ok(), "R3 on 5: the target reports the placement");
+    assert!(target.validate(&scenario(3, 4, "")).is_err(), "more replicas than servers");
 
     let mut no_version = scenario(3, 3, "");
     no_version.target.version = None;
@@ -472,4 +474,69 @@ fn nats_leader_kill_and_restart_keeps_every_ack_on_every_replica() {
     for (name, held) in &replicas[1..] {
         assert_eq!(held, &replicas[0].1, "{name} holds what {} holds", replicas[0].0);
     }
+}
+
+/// An R3 stream on 5 servers: the target names the 3 servers that hold it
+/// (and the same 3 while its leader is down, from the two others' views),
+/// only they have the stream's files, and each holds every acknowledged
+/// write; the other two have no stream directory.
+#[test]
+fn nats_r3_on_5_names_its_replicas_and_only_they_hold_the_stream() {
+    let Some(server) = server_or_skip("nats_r3_on_5_names_its_replicas_and_only_they_hold_the_stream", VERSION) else {
+        return;
+    };
+    let scenario = scenario(5, 3, "sync = \"always\"");
+    let target = NatsTarget::new(server);
+    target.validate(&scenario).unwrap();
+    let rt = runtime();
+    let started = Instant::now();
+    let mut cluster = Cluster::start_ready(&target, &scenario, &rt);
+    let specs = cluster.specs.clone();
+    let (by_seq, placement, leader) = rt.block_on(async {
+        target.create_stream(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
+        // Clients 0..5 on n1..n5: the two non-replicas forward to the leader.
+        let mut tasks = tokio::task::JoinSet::new();
+        for client in 0..5u32 {
+            let publisher: Arc<dyn Publisher> = Arc::from(target.publisher(&scenario, &specs, client).await.unwrap());
+            for counter in 0..40 {
+                let (publisher, id) = (Arc::clone(&publisher), format!("{client}-{counter}"));
+                tasks.spawn(async move { (id.clone(), publisher.publish(id, vec![b'r'; 64]).await) });
+            }
+        }
+        let mut by_seq = BTreeMap::new();
+        for (id, outcome) in tasks.join_all().await {
+            match outcome {
+                PublishOutcome::Ok { seq, .. } => assert!(by_seq.insert(seq, id).is_none()),
+                other => panic!("publish {id} on a healthy cluster: {other:?}"),
+            }
+        }
+        target.wait_converged(&scenario, &specs, Duration::from_secs(30)).await.unwrap();
+        let placement = target.replica_set(&scenario, &specs).await.expect("NATS can tell").unwrap();
+        (by_seq, placement, target.leader(&specs).await.expect("a stream leader"))
+    });
+    assert_eq!(by_seq.len(), 200);
+    assert_eq!(placement.len(), 3, "{placement:?}");
+    assert!(placement.contains(&leader), "leader {leader} is one of {placement:?}");
+    let listing: Vec<String> = rt.block_on(nats::jsz_counts(&specs)).into_keys().collect();
+    assert_eq!(listing, placement, "every node is up, and only the replicas list the stream");
+
+    // With the leader gone the others still name the same group.
+    cluster.kill(&leader);
+    let without_leader = rt.block_on(target.replica_set(&scenario, &specs)).unwrap();
+    assert_eq!(without_leader, Ok(placement.clone()));
+    let spec = specs.iter().find(|s| s.name == leader).unwrap().clone();
+    cluster.spawn(&target, &scenario, &spec);
+    rt.block_on(target.wait_ready(&specs, Duration::from_secs(30))).unwrap();
+    cluster.stop_cleanly();
+    for spec in &specs {
+        let stream_dir = spec.data_dir.join("jetstream/$G/streams").join(nats::STREAM_NAME);
+        if placement.contains(&spec.name) {
+            let held = rt.block_on(target.read_node(&scenario, spec)).unwrap();
+            let held: BTreeMap<u64, String> = held.into_iter().map(|m| (m.seq, m.id)).collect();
+            assert_eq!(held, by_seq, "replica {} holds every acked id at its acked sequence", spec.name);
+        } else {
+            assert!(!stream_dir.exists(), "non-replica {} has {}", spec.name, stream_dir.display());
+        }
+    }
+    eprintln!("R3 on 5: placement {placement:?}, leader {leader}, {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -51,3 +51,29 @@ fn nats_async_scenario_with_three_replicas_is_rejected() {
     let (message, _) = validate_scenario(&scenario).unwrap_err();
     assert!(message.contains("10052"), "{message}");
 }
+
+#[test]
+fn nats_takes_fewer_replicas_than_nodes_up_to_five() {
+    let file = scenario_files().into_iter().find(|f| f.ends_with("power-loss-all-sync-always.toml")).unwrap();
+    let (mut scenario, _) = parse(&file);
+    let mut shape = |nodes: u32, replicas: u32| {
+        scenario.nodes = nodes;
+        scenario.stream.replicas = replicas;
+        validate_scenario(&scenario).map_err(|(message, _)| message)
+    };
+    assert_eq!(shape(5, 3), Ok(()));
+    assert_eq!(shape(5, 1), Ok(()));
+    assert_eq!(shape(3, 3), Ok(()));
+    assert!(shape(3, 5).unwrap_err().contains("stream.replicas = 5 but nodes = 3"));
+    assert!(shape(7, 6).unwrap_err().contains("above JetStream's maximum of 5"));
+    assert!(shape(5, 0).unwrap_err().contains("at least 1"));
+    // async stays R1-only, on any number of nodes.
+    scenario.stream.consistency = Some(Mode::Async);
+    let mut shape = |nodes: u32, replicas: u32| {
+        scenario.nodes = nodes;
+        scenario.stream.replicas = replicas;
+        validate_scenario(&scenario).map_err(|(message, _)| message)
+    };
+    assert_eq!(shape(3, 1), Ok(()));
+    assert!(shape(5, 3).unwrap_err().contains("10052"));
+}
