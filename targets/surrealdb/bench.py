@@ -5,9 +5,13 @@ write, as node.py does), a bare client loop against node.py (N worker
 processes, one connection each), and `jetsam run` through adapter.py
 (no faults, N clients). Prints one line per case; asserts nothing.
 
+The jetsam figure is acked writes over the load phase as its history.jsonl
+shows it (first invoke to last ack). Rounds alternate the two settings, as
+this machine's load changes from minute to minute.
+
 Usage (from the repository root, after scripts/install-targets.sh and a
 release build):
-    .targets/venv/bin/python3 targets/surrealdb/bench.py [--secs 5] [--clients 4] [--jetsam target/release/jetsam]
+    .targets/venv/bin/python3 targets/surrealdb/bench.py [--secs 5] [--clients 4] [--rounds 1] [--jetsam target/release/jetsam]
 """
 import argparse
 import json
@@ -74,8 +78,7 @@ def wait_port(port, proc):
 
 def bare(tmp, sync, secs, clients):
     port = free_port()
-    data = tmp / ("node-%s" % sync)
-    data.mkdir()
+    data = pathlib.Path(tempfile.mkdtemp(prefix="node-%s-" % sync, dir=tmp))
     env = dict(os.environ, SURREAL_SYNC_DATA=sync)
     proc = subprocess.Popen([sys.executable, str(HERE / "node.py"), "--data-dir", str(data), "--port", str(port)],
                             env=env, stderr=subprocess.DEVNULL)
@@ -95,7 +98,7 @@ def bare(tmp, sync, secs, clients):
 
 
 def through_jetsam(tmp, jetsam, sync, secs, clients):
-    scenario = tmp / ("bench-%s.toml" % sync)
+    scenario = pathlib.Path(tempfile.mkstemp(prefix="bench-%s-" % sync, suffix=".toml", dir=tmp)[1])
     sync_line = 'sync = "always"' if sync == "true" else ""
     scenario.write_text("""name = "surrealdb-bench-%s"
 nodes = 1
@@ -112,32 +115,44 @@ clients = %d
 payload_bytes = 64
 timeout = "2s"
 """ % (sync, secs, sync_line, clients))
-    out = tmp / ("run-%s" % sync)
+    out = scenario.with_suffix(".run")
     subprocess.run([jetsam, "run", str(scenario), "--out", str(out)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, timeout=secs + 120)
-    return json.loads((out / "report.json").read_text())["acked"]
+    # acked over the load phase as the history shows it (first invoke to last ack)
+    first = last = None
+    acked = 0
+    with open(out / "history.jsonl") as f:
+        for line in f:
+            ev = json.loads(line)
+            if first is None:
+                first = ev["t_ns"]
+            if ev["type"] == "ok":
+                acked += 1
+                last = ev["t_ns"]
+    return acked / ((last - first) / 1e9) if acked else 0.0
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--jetsam", default=str(ROOT / "target/release/jetsam"))
     args = ap.parse_args()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="jetsam-sdb-bench-"))
     try:
-        for sync in ("true", "false"):
+        for rnd, sync in [(r, s) for r in range(args.rounds) for s in ("true", "false")]:
             os.environ["SURREAL_SYNC_DATA"] = sync
             out = multiprocessing.Queue()
-            p = multiprocessing.Process(target=in_process, args=(str(tmp / ("inproc-%s" % sync)), args.secs, out))
+            p = multiprocessing.Process(target=in_process, args=(str(tmp / ("inproc-%s-%d" % (sync, rnd))), args.secs, out))
             p.start()
             inproc = out.get(timeout=args.secs + 60) / args.secs
             p.join(STOP_TIMEOUT_S)
             node = bare(tmp, sync, args.secs, args.clients)
-            adapter = through_jetsam(tmp, args.jetsam, sync, args.secs, args.clients) / args.secs
-            print("SURREAL_SYNC_DATA=%-5s in-process %6.0f/s  bare loop on node.py (%d conns) %6.0f/s  "
+            adapter = through_jetsam(tmp, args.jetsam, sync, args.secs, args.clients)
+            print("round %d SURREAL_SYNC_DATA=%-5s in-process %6.0f/s  bare loop on node.py (%d conns) %6.0f/s  "
                   "jetsam run via adapter.py (%d clients) %6.0f/s  adapter/bare %.2f"
-                  % (sync, inproc, args.clients, node, args.clients, adapter, adapter / node), flush=True)
+                  % (rnd + 1, sync, inproc, args.clients, node, args.clients, adapter, adapter / node), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
