@@ -3,7 +3,9 @@
 # PostgreSQL 15 and Redis 7 from Debian, an unprivileged user `jetsam`
 # (PostgreSQL refuses to run as root, so its node command drops to this
 # user), and a Python venv <repo>/.targets/venv with the client libraries
-# the Python adapters import (psycopg from PyPI).
+# the Python adapters import (psycopg from PyPI) and the SurrealDB Python SDK
+# (surrealdb from PyPI: its wheel carries SurrealDB's embedded engine, which
+# targets/surrealdb/node.py serves; no registry ships the `surreal` server).
 #
 # Usage: scripts/install-targets.sh
 # Idempotent: what is present is kept. No service is started: during the
@@ -58,6 +60,19 @@ if ! "$venv/bin/python3" -c 'import psycopg' >/dev/null 2>&1; then
     exit 4
   }
 fi
+# Pinned: targets/surrealdb's findings are for surrealdb 2.0.0 (surrealdb-core
+# 2.3.10, SurrealKV 0.9.3).
+if ! "$venv/bin/python3" -c 'import importlib.metadata as m, sys; sys.exit(m.version("surrealdb") != "2.0.0")' >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "surrealdb==2.0.0" || {
+    echo "failed to pip install surrealdb==2.0.0 into $venv: check access to PyPI (a manylinux x86_64 wheel is needed) and rerun $0" >&2
+    exit 4
+  }
+fi
+"$venv/bin/python3" -c 'from surrealdb import Surreal' >/dev/null 2>&1 || {
+  echo "failed to import surrealdb from $venv after the install: remove $venv and rerun $0" >&2
+  exit 4
+}
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -n 1)"
 echo "redis-server: $(redis-server --version | head -n 1)"
+echo "surrealdb (embedded engine, Python SDK): $("$venv/bin/python3" -c 'import importlib.metadata as m; print(m.version("surrealdb"))')"
 echo "python for the adapters: $venv/bin/python3"
