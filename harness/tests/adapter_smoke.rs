@@ -1,6 +1,7 @@
 //! The adapter target end to end through the `jetsam` binary (issue 13):
-//! the CI smoke pairs of Redis and PostgreSQL (`scenarios/*/ci/`: one must
-//! pass a power loss, one must lose acknowledged writes), `jetsam adapter
+//! the CI smoke pairs of Redis, PostgreSQL and SurrealDB's embedded engine
+//! (`scenarios/*/ci/`: one must pass a power loss, one must lose
+//! acknowledged writes), `jetsam adapter
 //! check` on every shipped adapter target file and README's walk-through
 //! example (examples/my-redis), and a deliberately broken adapter
 //! (tests/fixtures/broken-adapter) whose every fault must be named, both by
@@ -32,7 +33,12 @@ fn targets_available() -> bool {
         return false;
     }
     let redis = Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    let venv = repo().join(".targets/venv/bin/python3").is_file();
+    // The venv holds psycopg and the SurrealDB SDK (its embedded engine): install-targets.sh makes both.
+    let venv = Command::new(repo().join(".targets/venv/bin/python3"))
+        .args(["-c", "import psycopg, surrealdb"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     let postgres = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut d| d.next().is_some());
     assert!(
         redis && venv && postgres,
@@ -103,6 +109,11 @@ fn postgres_smoke_pair_meets_its_expectations() {
     smoke_pair("postgres");
 }
 
+#[test]
+fn surrealdb_smoke_pair_meets_its_expectations() {
+    smoke_pair("surrealdb");
+}
+
 /// Every shipped target file, and README's walk-through example.
 #[test]
 fn adapter_check_passes_every_shipped_adapter() {
@@ -113,6 +124,7 @@ fn adapter_check_passes_every_shipped_adapter() {
         "targets/redis/target.toml",
         "targets/postgres/target.toml",
         "targets/postgres/replicated.toml",
+        "targets/surrealdb/target.toml",
         "examples/my-redis/target.toml",
     ];
     for system in files {
