@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use jetsam_core::exit;
-use jetsam_node::core::{Core, Event, Options, check_log_terms};
+use jetsam_node::core::{Core, Event, Options};
 use jetsam_node::storage::{self, Recovered, Storage, StorageError};
+use jetsam_node::terms::check_log_terms;
 use jetsam_node::{Bugs, KNOWN_BUGS, SyncPolicy, net};
 
 /// Bound of the event loop's input queue (client requests and peer messages).
