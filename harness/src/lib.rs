@@ -11,6 +11,7 @@ pub mod events;
 pub mod junit;
 pub mod nemesis;
 pub mod progress;
+pub mod read_back;
 pub mod run;
 pub mod scenario;
 pub mod schedule;

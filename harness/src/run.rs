@@ -13,7 +13,8 @@
 //! inspection.
 //!
 //! This module sequences phases; the pieces live in `scenario`, `schedule`,
-//! `cluster`, `nemesis`, `events`, `progress` and the workloads crate.
+//! `cluster`, `nemesis`, `events`, `progress`, `read_back` and the
+//! workloads crate.
 
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::events::{EventLog, EventLogError};
@@ -22,14 +23,13 @@ use crate::scenario::{LoadError, Overrides, Resolved};
 use crate::schedule::{self, derive_seed};
 use jetsam_core::duration::{format_duration, parse_duration};
 use jetsam_core::exit;
-use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
 use jetsam_core::report::{Report, Verdict};
 use jetsam_core::scenario::{Expect, Scenario};
 use jetsam_targets::adapter::AdapterTarget;
 use jetsam_targets::adapter::spec::{LoadedTarget, SpecError};
 use jetsam_targets::nats::NatsTarget;
 use jetsam_targets::node::NodeTarget;
-use jetsam_targets::{Publisher, ReadBack, Target, TargetError};
+use jetsam_targets::{Publisher, Target, TargetError};
 use jetsam_workloads::{Counters, HistoryError, HistoryWriter, WorkloadConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -296,7 +296,7 @@ fn make_run_dir(options: &RunOptions, resolved: &Resolved) -> Result<PathBuf, Ru
     Ok(dir)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), RunError> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), RunError> {
     std::fs::write(path, text).map_err(|source| RunError::Write { path: path.to_path_buf(), source })
 }
 
@@ -436,7 +436,7 @@ async fn phases(
         progress.line(&format!("warning: {e}"));
     }
 
-    read_back(scenario, &mut cluster, target, run_dir, &events, progress).await?;
+    crate::read_back::read_back(scenario, &mut cluster, target, run_dir, &events, progress).await?;
     cluster.shutdown_proxies().await;
     drop(cluster);
     if let Some(why) = target.fatal() {
@@ -470,59 +470,6 @@ async fn make_publishers(
         publishers.push(Arc::from(p));
     }
     Ok(publishers)
-}
-
-/// Reads back the cluster view and every node's own copy into `recovered/`,
-/// stopping the nodes before (after-stop targets) or after (live targets).
-async fn read_back(
-    scenario: &Scenario,
-    cluster: &mut Cluster,
-    target: &dyn Target,
-    run_dir: &Path,
-    events: &EventLog,
-    progress: &Progress,
-) -> Result<(), RunError> {
-    progress.phase("read", "reading back every node");
-    let recovered = run_dir.join(jetsam_checkers::load::RECOVERED_DIR);
-    std::fs::create_dir_all(&recovered).map_err(|source| RunError::Write { path: recovered.clone(), source })?;
-    let view = read_bounded(async { Ok(target.read_cluster(scenario, cluster.specs()).await) }, "the cluster view")
-        .await
-        .unwrap_or_else(|timeout| Some(Err(timeout)));
-    if let Some(view) = view {
-        match view {
-            Ok(msgs) => write_recovered(&recovered.join(CLUSTER_FILE), &msgs)?,
-            Err(e) => progress.line(&format!("warning: no cluster view: {e}")),
-        }
-    }
-    if target.read_back_mode() == ReadBack::AfterStop {
-        stop_all(cluster, progress);
-    }
-    if target.read_back_mode() == ReadBack::Live {
-        // A node that died after the final heal cannot answer: say so in its reason.
-        for name in cluster.names() {
-            cluster.check_alive(&name, events)?;
-        }
-    }
-    for spec in cluster.specs() {
-        match read_bounded(target.read_node(scenario, spec), &spec.name).await {
-            Ok(msgs) => write_recovered(&recovered.join(format!("{}.jsonl", spec.name)), &msgs)?,
-            Err(reason) => {
-                let reason = match cluster.own_exit(&spec.name) {
-                    Some(exit) => format!(
-                        "{} is down: it exited on its own ({exit}; see nodes/{}.log); {reason}",
-                        spec.name, spec.name
-                    ),
-                    None => reason,
-                };
-                progress.line(&format!("warning: {} unreadable: {reason}", spec.name));
-                write(&recovered.join(format!("{}{UNREADABLE_SUFFIX}", spec.name)), &format!("{reason}\n"))?;
-            }
-        }
-    }
-    if target.read_back_mode() == ReadBack::Live {
-        stop_all(cluster, progress);
-    }
-    Ok(())
 }
 
 /// How often the load phase looks for a target's fatal error.
@@ -619,27 +566,4 @@ async fn wait_ready(cluster: &mut Cluster, target: &dyn Target, events: &EventLo
             }
         }
     }
-}
-
-/// Reads with the bound [`READ_TIMEOUT`]; a timeout becomes the unreadable reason.
-async fn read_bounded<T>(read: impl std::future::Future<Output = Result<T, String>>, what: &str) -> Result<T, String> {
-    match tokio::time::timeout(READ_TIMEOUT, read).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("read-back of {what} gave no answer within {}s", READ_TIMEOUT.as_secs())),
-    }
-}
-
-fn stop_all(cluster: &mut Cluster, progress: &Progress) {
-    for (node, e) in cluster.stop_all() {
-        progress.line(&format!("warning: stopping {node}: {e}"));
-    }
-}
-
-fn write_recovered(path: &Path, msgs: &[RecoveredMsg]) -> Result<(), RunError> {
-    let mut text = String::with_capacity(msgs.len() * 24);
-    for m in msgs {
-        text.push_str(&serde_json::to_string(m).expect("a message always serializes"));
-        text.push('\n');
-    }
-    write(path, &text)
 }
