@@ -14,10 +14,12 @@ use jetsam_core::proto::{self, ErrorCode, NodeStatus, ProtoError, RequestBody, R
 use jetsam_core::recovered::RecoveredMsg;
 use jetsam_core::scenario::Scenario;
 
-use crate::{BoxFuture, CommandSpec, NodeSpec, PublishOutcome, Publisher, ReadBack, Target, TargetError};
+use crate::{BoxFuture, CommandSpec, NodeSpec, OfflineRead, PublishOutcome, Publisher, ReadBack, Target, TargetError};
 
 mod client;
+mod offline;
 pub use client::{CLIENT_INFLIGHT_MAX, Client, ClientError};
+pub use offline::{OFFLINE_READ_TIMEOUT, OFFLINE_STDERR_BYTES_MAX, OFFLINE_STDOUT_BYTES_MAX};
 
 /// Environment variable naming the `jetsam-node` binary.
 pub const NODE_BIN_ENV: &str = "JETSAM_NODE_BIN";
@@ -472,6 +474,15 @@ impl Target for NodeTarget {
             .await;
             Some(result)
         })
+    }
+
+    /// `jetsam-node read-offline` on the node's data dir (see `node/offline.rs`).
+    fn read_node_offline<'a>(
+        &'a self,
+        scenario: &'a Scenario,
+        node: &'a NodeSpec,
+    ) -> BoxFuture<'a, Option<Result<OfflineRead, String>>> {
+        Box::pin(async move { Some(offline::read_offline(&self.binary, &stream_name(scenario), node).await) })
     }
 
     fn default_corrupt_globs(&self) -> Vec<String> {
