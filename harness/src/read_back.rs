@@ -1,16 +1,21 @@
 //! The read-back phase of `jetsam run` (DESIGN.md "One run", step 5): the
 //! cluster view through the leader into `recovered/cluster.jsonl`, then
-//! every node's own storage into `recovered/<node>.jsonl`, or
-//! `recovered/<node>.unreadable` with the reason; the nodes are stopped
-//! before (after-stop targets) or after (live targets) the node reads.
+//! every node's own storage into `recovered/<node>.jsonl`; the nodes are
+//! stopped before (after-stop targets) or after (live targets) those reads.
+//! A node the normal read could not read (down, e.g. it refuses to start
+//! on a corrupt log) is then read offline when the target can
+//! (`Target::read_node_offline`, with every node stopped), marked by
+//! `recovered/<node>.offline`; otherwise it gets `recovered/<node>.unreadable`
+//! with the reason.
 
 use crate::cluster::Cluster;
 use crate::events::EventLog;
 use crate::progress::Progress;
 use crate::run::{READ_TIMEOUT, RunError, write};
-use jetsam_core::recovered::{CLUSTER_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
+use jetsam_core::recovered::{CLUSTER_FILE, OFFLINE_SUFFIX, RecoveredMsg, UNREADABLE_SUFFIX};
 use jetsam_core::scenario::Scenario;
-use jetsam_targets::{ReadBack, Target};
+use jetsam_faults::process::ProcState;
+use jetsam_targets::{NodeSpec, ReadBack, Target};
 use std::path::Path;
 
 /// Reads back the cluster view and every node's own copy into `recovered/`,
@@ -44,6 +49,7 @@ pub(crate) async fn read_back(
             cluster.check_alive(&name, events)?;
         }
     }
+    let mut failed = Vec::new();
     for spec in cluster.specs() {
         match read_bounded(target.read_node(scenario, spec), &spec.name).await {
             Ok(msgs) => write_recovered(&recovered.join(format!("{}.jsonl", spec.name)), &msgs)?,
@@ -55,15 +61,58 @@ pub(crate) async fn read_back(
                     ),
                     None => reason,
                 };
-                progress.line(&format!("warning: {} unreadable: {reason}", spec.name));
-                write(&recovered.join(format!("{}{UNREADABLE_SUFFIX}", spec.name)), &format!("{reason}\n"))?;
+                failed.push((spec.clone(), reason));
             }
         }
     }
     if target.read_back_mode() == ReadBack::Live {
         stop_all(cluster, progress);
     }
+    // Every node is stopped now, so files read offline no longer change.
+    for (spec, reason) in failed {
+        read_offline_or_unreadable(scenario, cluster, target, &recovered, &spec, reason, progress).await?;
+    }
     Ok(())
+}
+
+/// For a node the target's normal read-back could not read: its files read
+/// offline (`recovered/<node>.jsonl` plus the `.offline` marker saying why
+/// and how), or, when the target cannot or the read fails, the
+/// `.unreadable` file with every reason.
+async fn read_offline_or_unreadable(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    target: &dyn Target,
+    recovered: &Path,
+    spec: &NodeSpec,
+    reason: String,
+    progress: &Progress,
+) -> Result<(), RunError> {
+    let name = &spec.name;
+    let offline = if cluster.state(name) != ProcState::Stopped {
+        Some(Err("not read offline: it could not be stopped, so its files may still change".to_string()))
+    } else {
+        read_bounded(async { Ok(target.read_node_offline(scenario, spec).await) }, &format!("{name} offline"))
+            .await
+            .unwrap_or_else(|timeout| Some(Err(timeout)))
+    };
+    match offline {
+        Some(Ok(read)) => {
+            let why = format!("{reason}; read offline instead: {}", read.note);
+            progress.line(&format!("warning: {name} read offline ({} messages): {why}", read.messages.len()));
+            write_recovered(&recovered.join(format!("{name}.jsonl")), &read.messages)?;
+            write(&recovered.join(format!("{name}{OFFLINE_SUFFIX}")), &format!("{why}\n"))
+        }
+        Some(Err(e)) => {
+            let reason = format!("{reason}; reading its files offline failed too: {e}");
+            progress.line(&format!("warning: {name} unreadable: {reason}"));
+            write(&recovered.join(format!("{name}{UNREADABLE_SUFFIX}")), &format!("{reason}\n"))
+        }
+        None => {
+            progress.line(&format!("warning: {name} unreadable: {reason}"));
+            write(&recovered.join(format!("{name}{UNREADABLE_SUFFIX}")), &format!("{reason}\n"))
+        }
+    }
 }
 
 /// Reads with the bound [`READ_TIMEOUT`]; a timeout becomes the unreadable reason.
