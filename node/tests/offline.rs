@@ -43,7 +43,11 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// Runs `jetsam-node read-offline`: (exit code, stdout messages, stderr).
 fn run_reader(dir: &Path) -> (i32, Vec<RecoveredMsg>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_jetsam-node"))
+    run_reader_of(Path::new(env!("CARGO_BIN_EXE_jetsam-node")), dir)
+}
+
+fn run_reader_of(binary: &Path, dir: &Path) -> (i32, Vec<RecoveredMsg>, String) {
+    let out = Command::new(binary)
         .args(["read-offline", "--data-dir"])
         .arg(dir)
         .args(["--stream", "jetsam"])
@@ -265,4 +269,56 @@ fn a_missing_data_dir_or_another_stream_is_an_error() {
     let read = read_offline(empty.path(), Some("jetsam")).unwrap();
     assert!(read.messages.is_empty() && read.damage.is_none() && read.records == 0);
     assert!(snapshot(empty.path()).is_empty(), "nothing was created");
+}
+
+/// Measures (prints, asserts nothing about time) an offline read of a data
+/// dir of 100k publishes of 128-byte payloads, through the library and
+/// through the binary (`JETSAM_NODE_BIN` if set, e.g. a release build,
+/// else this build's). Run: `cargo test -p jetsam-node --test offline --
+/// --ignored --nocapture measure`.
+#[test]
+#[ignore = "a measurement; run by hand"]
+fn measure_an_offline_read_of_100k_messages() {
+    const MESSAGES: u64 = 100_000;
+    let reader = std::env::var_os("JETSAM_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_jetsam-node")));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Storage::open(dir.path(), false, false).unwrap();
+    let config = StreamConfig { name: "jetsam".into(), replicas: 1, consistency: None };
+    s.append(&[
+        Record { index: 1, term: 0, entry: Entry::Config { voters: vec![1], new_voters: vec![], non_voters: vec![] } },
+        Record { index: 2, term: 1, entry: Entry::Term(1) },
+        Record { index: 3, term: 1, entry: Entry::Cmd(Cmd::CreateStream { config }) },
+    ])
+    .unwrap();
+    for batch in 0..MESSAGES / 1000 {
+        let records: Vec<Record> = (0..1000)
+            .map(|k| {
+                let n = batch * 1000 + k;
+                let entry = Entry::Cmd(Cmd::Publish { id: format!("{}-{}", n % 4, n / 4), payload: vec![b'x'; 128] });
+                Record { index: 4 + n, term: 1, entry }
+            })
+            .collect();
+        s.append(&records).unwrap();
+    }
+    s.sync().unwrap();
+    drop(s);
+    let bytes: u64 = snapshot(dir.path()).values().map(|b| b.len() as u64).sum();
+    let t = std::time::Instant::now();
+    let read = read_offline(dir.path(), Some("jetsam")).unwrap();
+    let library = t.elapsed();
+    assert_eq!(read.messages.len() as u64, MESSAGES);
+    let t = std::time::Instant::now();
+    let (code, msgs, _) = run_reader_of(&reader, dir.path());
+    let binary = t.elapsed();
+    assert_eq!((code, msgs.len() as u64), (EXIT_COMPLETE, MESSAGES));
+    eprintln!(
+        "offline read of {MESSAGES} messages ({:.1} MB of segments): library (this test's build) {:.0} ms, \
+         {} read-offline (process, stdout parsed by the test) {:.0} ms",
+        bytes as f64 / 1e6,
+        library.as_secs_f64() * 1e3,
+        reader.display(),
+        binary.as_secs_f64() * 1e3
+    );
 }
