@@ -65,11 +65,14 @@ pub(crate) async fn read_back(
             }
         }
     }
-    if target.read_back_mode() == ReadBack::Live {
-        stop_all(cluster, progress);
-    }
+    let stop_problems = if target.read_back_mode() == ReadBack::Live { stop_all(cluster, progress) } else { vec![] };
     // Every node is stopped now, so files read offline no longer change.
-    for (spec, reason) in failed {
+    for (spec, mut reason) in failed {
+        // A node still starting when its read failed may have exited on
+        // its own since (e.g. refused its log): the stop says so.
+        for (_, problem) in stop_problems.iter().filter(|(node, _)| *node == spec.name) {
+            reason.push_str(&format!("; when stopped after the read-back: {problem}"));
+        }
         read_offline_or_unreadable(scenario, cluster, target, &recovered, &spec, reason, progress).await?;
     }
     Ok(())
@@ -123,10 +126,14 @@ async fn read_bounded<T>(read: impl std::future::Future<Output = Result<T, Strin
     }
 }
 
-fn stop_all(cluster: &mut Cluster, progress: &Progress) {
+/// Stops every node; returns the problems (node, what), each also printed.
+fn stop_all(cluster: &mut Cluster, progress: &Progress) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
     for (node, e) in cluster.stop_all() {
         progress.line(&format!("warning: stopping {node}: {e}"));
+        problems.push((node, e.to_string()));
     }
+    problems
 }
 
 fn write_recovered(path: &Path, msgs: &[RecoveredMsg]) -> Result<(), RunError> {
