@@ -48,13 +48,36 @@ struct Damage {
     detail: String,
 }
 
+/// Bounds of one reader run.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    timeout: Duration,
+    stdout_bytes_max: u64,
+    stderr_bytes_max: u64,
+}
+
+const LIMITS: Limits = Limits {
+    timeout: OFFLINE_READ_TIMEOUT,
+    stdout_bytes_max: OFFLINE_STDOUT_BYTES_MAX,
+    stderr_bytes_max: OFFLINE_STDERR_BYTES_MAX,
+};
+
 /// Runs the reader on `node`'s data dir and parses what it printed.
 pub(crate) async fn read_offline(binary: &Path, stream: &str, node: &NodeSpec) -> Result<OfflineRead, String> {
+    read_offline_within(binary, stream, &node.data_dir, LIMITS).await
+}
+
+async fn read_offline_within(
+    binary: &Path,
+    stream: &str,
+    data_dir: &Path,
+    limits: Limits,
+) -> Result<OfflineRead, String> {
     let mut command = tokio::process::Command::new(binary);
     command
         .arg("read-offline")
         .arg("--data-dir")
-        .arg(&node.data_dir)
+        .arg(data_dir)
         .args(["--stream", stream])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -76,14 +99,12 @@ pub(crate) async fn read_offline(binary: &Path, stream: &str, node: &NodeSpec) -
     let pgid = child.id().map(|p| p as i32);
     let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let run = async {
-        let (out, err) = tokio::join!(
-            read_bounded(stdout, OFFLINE_STDOUT_BYTES_MAX),
-            read_bounded(stderr, OFFLINE_STDERR_BYTES_MAX)
-        );
+        let (out, err) =
+            tokio::join!(read_bounded(stdout, limits.stdout_bytes_max), read_bounded(stderr, limits.stderr_bytes_max));
         let status = child.wait().await.map_err(|e| format!("failed to wait for jetsam-node read-offline: {e}"))?;
         Ok::<_, String>((status, out?, err?))
     };
-    let (status, out, err) = match tokio::time::timeout(OFFLINE_READ_TIMEOUT, run).await {
+    let (status, out, err) = match tokio::time::timeout(limits.timeout, run).await {
         Ok(result) => result?,
         Err(_) => {
             if let Some(pgid) = pgid {
@@ -93,9 +114,9 @@ pub(crate) async fn read_offline(binary: &Path, stream: &str, node: &NodeSpec) -
                 }
             }
             return Err(format!(
-                "jetsam-node read-offline of {} gave no answer within {}s and was killed",
-                node.data_dir.display(),
-                OFFLINE_READ_TIMEOUT.as_secs()
+                "jetsam-node read-offline of {} gave no answer within {:?} and was killed",
+                data_dir.display(),
+                limits.timeout
             ));
         }
     };
@@ -171,6 +192,52 @@ fn note(s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// An executable shell script standing in for the reader.
+    fn script(dir: &Path, body: &str) -> std::path::PathBuf {
+        let path = dir.join("fake-reader");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn a_reader_that_overruns_is_killed_with_its_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("sleeper.pid");
+        let bin = script(dir.path(), &format!("sleep 600 &\necho $! > {}\nwait", pid_file.display()));
+        let limits = Limits { timeout: Duration::from_millis(500), ..LIMITS };
+        let err = runtime().block_on(read_offline_within(&bin, "jetsam", dir.path(), limits)).unwrap_err();
+        assert!(err.contains("gave no answer within 500ms and was killed"), "{err}");
+        // The script's own child (same process group) is gone too: it is
+        // reaped by init once killed (bounded poll).
+        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let stat = format!("/proc/{pid}/stat");
+        let gone = (0..200).any(|_| {
+            let state =
+                std::fs::read_to_string(&stat).ok().and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()));
+            std::thread::sleep(Duration::from_millis(10));
+            matches!(state, None | Some(Some('Z')))
+        });
+        assert!(gone, "the reader's child {pid} survived the kill");
+    }
+
+    #[test]
+    fn a_reader_printing_too_much_or_failing_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = script(dir.path(), "yes '{\"seq\":1,\"id\":\"0-0\"}'");
+        let limits = Limits { stdout_bytes_max: 1 << 20, ..LIMITS };
+        let err = runtime().block_on(read_offline_within(&bin, "jetsam", dir.path(), limits)).unwrap_err();
+        assert!(err.contains("printed more than 1048576 bytes"), "{err}");
+        let bin = script(dir.path(), "echo 'error: failed to read x: it is not a directory' >&2; exit 4");
+        let err = runtime().block_on(read_offline_within(&bin, "jetsam", dir.path(), LIMITS)).unwrap_err();
+        assert!(err.contains("exited (exit status: 4)") && err.contains("not a directory"), "{err}");
+    }
 
     #[test]
     fn output_parses_into_messages_and_a_note_and_bad_output_is_an_error() {
