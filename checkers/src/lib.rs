@@ -29,14 +29,36 @@ pub use load::{LoadRunError, load_run};
 pub use summary::render_summary;
 
 use jetsam_core::event::Event;
-use jetsam_core::report::{Mode, NodeReport, Report};
-use std::collections::BTreeMap;
+use jetsam_core::report::{Mode, NodeReport, ReadMode, Report};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A node's read-back, or why there is none.
 #[derive(Debug, Clone)]
 pub enum NodeInput {
     Readable(Recovered),
-    Unreadable { reason: String },
+    /// Read from the node's files without the node running
+    /// (`recovered/<node>.offline`, whose first line is `note`). Readable,
+    /// but it missed the final convergence: it is not compared for
+    /// divergence, and an acknowledged sequence holding another id counts
+    /// as a seq-mismatch on it only when it holds the acknowledged id
+    /// elsewhere (see [`integrity`]).
+    ReadOffline {
+        view: Recovered,
+        note: String,
+    },
+    Unreadable {
+        reason: String,
+    },
+}
+
+impl NodeInput {
+    /// The node's view, when it was read back either way.
+    pub fn view(&self) -> Option<&Recovered> {
+        match self {
+            NodeInput::Readable(v) | NodeInput::ReadOffline { view: v, .. } => Some(v),
+            NodeInput::Unreadable { .. } => None,
+        }
+    }
 }
 
 /// Everything a check reads, already validated.
@@ -70,14 +92,16 @@ pub const CLUSTER_VIEW: &str = "cluster";
 /// measures it).
 pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     let h = &input.history;
-    let readable: Vec<(&str, &Recovered)> = input
+    let readable: Vec<(&str, &Recovered)> =
+        input.nodes.iter().filter_map(|(name, n)| n.view().map(|v| (name.as_str(), v))).collect();
+    let offline: BTreeSet<&str> = input
         .nodes
         .iter()
-        .filter_map(|(name, n)| match n {
-            NodeInput::Readable(v) => Some((name.as_str(), v)),
-            NodeInput::Unreadable { .. } => None,
-        })
+        .filter(|(_, n)| matches!(n, NodeInput::ReadOffline { .. }))
+        .map(|(name, _)| name.as_str())
         .collect();
+    let converged: Vec<(&str, &Recovered)> =
+        readable.iter().filter(|(name, _)| !offline.contains(name)).copied().collect();
     let mut views = readable.clone();
     if let Some(c) = &input.cluster {
         views.push((CLUSTER_VIEW, c));
@@ -86,11 +110,11 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     let kept = lost::union(h, readable.iter().map(|(_, v)| *v));
     let lost = lost::lost(h, &kept);
     let lost_cluster_view = input.cluster.as_ref().map(|c| lost::lost_on(h, c));
-    let integrity = integrity::check(h, &views, &kept);
+    let integrity = integrity::check(h, &views, &kept, &offline);
     // With a known placement the non-replicas are not in `input.nodes` at all.
     let skip_empty = !matches!(input.judged, placement::Judged::Replicas(_))
         && config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
-    let divergence = divergence::compare_all(h, &readable, skip_empty);
+    let divergence = divergence::compare_all(h, &converged, skip_empty);
     let loss_windows = windows::loss_windows(h, &kept, &input.events);
 
     let nodes = node_reports(input, &integrity);
@@ -137,37 +161,7 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
 
 /// The per-node part of the report, for every node of `input` in name order.
 fn node_reports(input: &RunInput, integrity: &integrity::Integrity) -> BTreeMap<String, NodeReport> {
-    let h = &input.history;
-    input
-        .nodes
-        .iter()
-        .map(|(name, n)| {
-            let report = match n {
-                NodeInput::Readable(v) => {
-                    let (duplicated, seq_mismatch) = integrity.per_view.get(name).copied().unwrap_or_default();
-                    NodeReport {
-                        lost: lost::lost_on(h, v),
-                        unexpected: v.strangers().len() as u64,
-                        unreadable: false,
-                        unreadable_reason: None,
-                        held: v.len() as u64,
-                        duplicated,
-                        seq_mismatch,
-                    }
-                }
-                NodeInput::Unreadable { reason } => NodeReport {
-                    lost: 0,
-                    unexpected: 0,
-                    unreadable: true,
-                    unreadable_reason: Some(reason.clone()),
-                    held: 0,
-                    duplicated: 0,
-                    seq_mismatch: 0,
-                },
-            };
-            (name.clone(), report)
-        })
-        .collect()
+    input.nodes.iter().map(|(name, n)| (name.clone(), node_report(&input.history, integrity, name, n))).collect()
 }
 
 /// The notes the verdict rests on, after its reasons: unreadable nodes,
@@ -179,11 +173,14 @@ fn notes(input: &RunInput, config: &CheckConfig, skip_empty: bool) -> Vec<String
         .iter()
         .filter_map(|(name, n)| match n {
             NodeInput::Unreadable { reason } => Some(format!("{name} ({reason})")),
-            NodeInput::Readable(_) => None,
+            NodeInput::Readable(_) | NodeInput::ReadOffline { .. } => None,
         })
         .collect();
     if !unreadable.is_empty() {
         notes.push(format!("unreadable node(s): {}", unreadable.join(", ")));
+    }
+    if input.nodes.values().any(|n| matches!(n, NodeInput::ReadOffline { .. })) {
+        notes.push(offline_reason(input));
     }
     if skip_empty {
         notes.push(format!(
@@ -197,4 +194,57 @@ fn notes(input: &RunInput, config: &CheckConfig, skip_empty: bool) -> Vec<String
         notes.push(format!("async loss-window bound: {}", config.window_bound_source));
     }
     notes
+}
+
+/// The per-node object of report.json.
+fn node_report(h: &History, integrity: &integrity::Integrity, name: &str, n: &NodeInput) -> NodeReport {
+    let Some(v) = n.view() else {
+        let NodeInput::Unreadable { reason } = n else { unreachable!("a node without a view is unreadable") };
+        return NodeReport {
+            lost: 0,
+            unexpected: 0,
+            unreadable: true,
+            unreadable_reason: Some(reason.clone()),
+            held: 0,
+            duplicated: 0,
+            seq_mismatch: 0,
+            read: None,
+            read_note: None,
+        };
+    };
+    let (duplicated, seq_mismatch) = integrity.per_view.get(name).copied().unwrap_or_default();
+    let (read, read_note) = match n {
+        NodeInput::ReadOffline { note, .. } => (ReadMode::Offline, Some(note.clone())),
+        _ => (ReadMode::Normal, None),
+    };
+    NodeReport {
+        lost: lost::lost_on(h, v),
+        unexpected: v.strangers().len() as u64,
+        unreadable: false,
+        unreadable_reason: None,
+        held: v.len() as u64,
+        duplicated,
+        seq_mismatch,
+        read: Some(read),
+        read_note,
+    }
+}
+
+/// The note on nodes read offline: what they count for and why not more.
+fn offline_reason(input: &RunInput) -> String {
+    let listed: Vec<String> = input
+        .nodes
+        .iter()
+        .filter_map(|(name, n)| match n {
+            NodeInput::ReadOffline { note, .. } => Some(format!("{name} ({note})")),
+            _ => None,
+        })
+        .collect();
+    format!(
+        "read offline, from their files without the node running: {}; they count as readable, but missed the final \
+         convergence (they may lag, or hold an uncommitted tail the others replaced), so they are not compared for \
+         divergence and another id at an acknowledged sequence is a seq-mismatch on them only if they hold the \
+         acknowledged id elsewhere",
+        listed.join(", ")
+    )
 }

@@ -7,12 +7,15 @@
 //! Files read: `scenario.resolved.toml` (optional), `history.jsonl`
 //! (required), `events.jsonl` (optional: a foreign history may have no fault
 //! timeline; then no window is tied to a fault), `recovered/<node>.jsonl`,
-//! `recovered/<node>.unreadable`, `recovered/cluster.jsonl`,
-//! `recovered/replicas.json` (optional: which nodes are judged, see
-//! [`crate::placement`]). A
-//! `recovered/*.jsonl` or `*.unreadable` of a node that is not in the run, or
-//! both files for one node, is an error rather than something to guess
-//! about. Node read-backs are parsed in parallel (one thread per core).
+//! `recovered/<node>.unreadable`, `recovered/<node>.offline` (the node's
+//! `.jsonl` was read from its files without it running),
+//! `recovered/cluster.jsonl`, `recovered/replicas.json` (optional: which
+//! nodes are judged, see [`crate::placement`]). A `recovered/*.jsonl`,
+//! `*.unreadable` or `*.offline` of a node that is not in the run (or not a
+//! replica of a known placement), both a `.jsonl` and an `.unreadable` for
+//! one node, or an `.offline` without a `.jsonl`, is an error rather than
+//! something to guess about. Node read-backs are parsed in parallel (one
+//! thread per core).
 
 use crate::config::{CheckConfig, ConfigError, Overrides};
 use crate::data::{History, Recovered, RecoveredBuilder};
@@ -20,7 +23,9 @@ use crate::placement::Judged;
 use crate::{NodeInput, RunInput};
 use jetsam_core::event::{Event, EventValidator};
 use jetsam_core::jsonl::{LoadError, for_each_raw_line};
-use jetsam_core::recovered::{CLUSTER_FILE, Placement, REPLICAS_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX};
+use jetsam_core::recovered::{
+    CLUSTER_FILE, OFFLINE_SUFFIX, Placement, REPLICAS_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX,
+};
 use jetsam_core::scenario::{Scenario, ScenarioError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -76,6 +81,20 @@ pub enum LoadRunError {
         dir.display()
     )]
     Contradiction { dir: PathBuf, node: String },
+    #[error(
+        "failed to check {}: recovered/{node}{OFFLINE_SUFFIX} says the node was read offline but recovered/{node}.jsonl \
+         is missing; restore the .jsonl, or remove the marker (and write recovered/{node}{UNREADABLE_SUFFIX})",
+        dir.display()
+    )]
+    OfflineWithoutRead { dir: PathBuf, node: String },
+}
+
+/// Node names by recovered file kind, each in name order.
+#[derive(Debug, Default)]
+struct Listed {
+    jsonl: BTreeSet<String>,
+    unreadable: BTreeSet<String>,
+    offline: BTreeSet<String>,
 }
 
 /// serde_json ends its messages with "at line 1 column N", which inside a
@@ -127,14 +146,12 @@ fn read_to_string(path: &Path) -> Result<String, LoadError> {
     std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
 }
 
-/// Node names with a `recovered/<node>.jsonl` and with a
-/// `recovered/<node>.unreadable`, in name order.
-fn list_recovered(dir: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>), LoadRunError> {
+/// Node names with a `recovered/<node>.jsonl`, a `.unreadable` and an `.offline`.
+fn list_recovered(dir: &Path) -> Result<Listed, LoadRunError> {
     let recovered = dir.join(RECOVERED_DIR);
-    let mut jsonl = BTreeSet::new();
-    let mut unreadable = BTreeSet::new();
+    let mut listed = Listed::default();
     if !recovered.is_dir() {
-        return Ok((jsonl, unreadable));
+        return Ok(listed);
     }
     let list = |source| LoadRunError::List { path: recovered.clone(), source };
     for entry in std::fs::read_dir(&recovered).map_err(list)? {
@@ -143,12 +160,61 @@ fn list_recovered(dir: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>), Lo
             continue;
         }
         if let Some(node) = name.strip_suffix(".jsonl") {
-            jsonl.insert(node.to_string());
+            listed.jsonl.insert(node.to_string());
         } else if let Some(node) = name.strip_suffix(UNREADABLE_SUFFIX) {
-            unreadable.insert(node.to_string());
+            listed.unreadable.insert(node.to_string());
+        } else if let Some(node) = name.strip_suffix(OFFLINE_SUFFIX) {
+            listed.offline.insert(node.to_string());
         }
     }
-    Ok((jsonl, unreadable))
+    Ok(listed)
+}
+
+/// Rejects recovered files of nodes not in the run and contradicting files.
+fn check_listed(dir: &Path, listed: &Listed, nodes: &[String]) -> Result<(), LoadRunError> {
+    let expected: BTreeSet<&String> = nodes.iter().collect();
+    let files = listed.jsonl.iter().map(|n| (n, ".jsonl"));
+    let files = files.chain(listed.unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX)));
+    for (node, suffix) in files.chain(listed.offline.iter().map(|n| (n, OFFLINE_SUFFIX))) {
+        if !expected.contains(node) {
+            return Err(LoadRunError::StrayFile {
+                dir: dir.to_path_buf(),
+                file: Path::new(RECOVERED_DIR).join(format!("{node}{suffix}")),
+                nodes: nodes.join(","),
+            });
+        }
+        if listed.jsonl.contains(node) && listed.unreadable.contains(node) {
+            return Err(LoadRunError::Contradiction { dir: dir.to_path_buf(), node: node.clone() });
+        }
+        if listed.offline.contains(node) && !listed.jsonl.contains(node) {
+            return Err(LoadRunError::OfflineWithoutRead { dir: dir.to_path_buf(), node: node.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// The first line of a recovered note file, trimmed, or `empty` when blank.
+fn first_line(path: &Path, empty: &str) -> Result<String, LoadError> {
+    let text = read_to_string(path)?;
+    let line = text.lines().next().unwrap_or("").trim();
+    Ok(if line.is_empty() { empty.to_string() } else { line.to_string() })
+}
+
+/// Rejects recovered files of nodes that a known placement does not name.
+fn check_replicas(dir: &Path, listed: &Listed, judged: &Judged) -> Result<(), LoadRunError> {
+    let files = listed.jsonl.iter().map(|n| (n, ".jsonl"));
+    let files = files.chain(listed.unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX)));
+    for (node, suffix) in files.chain(listed.offline.iter().map(|n| (n, OFFLINE_SUFFIX))) {
+        if !judged.judges(node) {
+            return Err(LoadRunError::NotAReplica {
+                dir: dir.to_path_buf(),
+                file: Path::new(RECOVERED_DIR).join(format!("{node}{suffix}")),
+                node: node.clone(),
+                replicas: judged.replicas().unwrap_or_default().join(","),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads `recovered/replicas.json` when there is one ([`crate::placement`]).
@@ -177,33 +243,13 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     } else {
         None
     };
-    let (jsonl, unreadable) = list_recovered(dir)?;
-    let present: Vec<String> = jsonl.iter().cloned().collect();
+    let listed = list_recovered(dir)?;
+    let present: Vec<String> = listed.jsonl.iter().cloned().collect();
     let scenario_file = scenario_path.display().to_string();
     let config = CheckConfig::resolve(scenario.as_ref().map(|s| (scenario_file.as_str(), s)), overrides, &present)?;
-
+    check_listed(dir, &listed, &config.nodes)?;
     let judged = load_placement(dir, &config.nodes)?;
-    let expected: BTreeSet<&String> = config.nodes.iter().collect();
-    for (node, suffix) in jsonl.iter().map(|n| (n, ".jsonl")).chain(unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX))) {
-        if !expected.contains(node) {
-            return Err(LoadRunError::StrayFile {
-                dir: dir.to_path_buf(),
-                file: Path::new(RECOVERED_DIR).join(format!("{node}{suffix}")),
-                nodes: config.nodes.join(","),
-            });
-        }
-        if !judged.judges(node) {
-            return Err(LoadRunError::NotAReplica {
-                dir: dir.to_path_buf(),
-                file: Path::new(RECOVERED_DIR).join(format!("{node}{suffix}")),
-                node: node.clone(),
-                replicas: judged.replicas().unwrap_or_default().join(","),
-            });
-        }
-        if jsonl.contains(node) && unreadable.contains(node) {
-            return Err(LoadRunError::Contradiction { dir: dir.to_path_buf(), node: node.clone() });
-        }
-    }
+    check_replicas(dir, &listed, &judged)?;
 
     let history_path = dir.join(HISTORY_FILE);
     if !history_path.is_file() {
@@ -217,14 +263,12 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     let mut nodes = BTreeMap::new();
     let mut to_read: Vec<(String, PathBuf)> = Vec::new();
     for node in config.nodes.iter().filter(|n| judged.judges(n)) {
-        if jsonl.contains(node) {
+        if listed.jsonl.contains(node) {
             to_read.push((node.clone(), recovered.join(format!("{node}.jsonl"))));
-        } else if unreadable.contains(node) {
+        } else if listed.unreadable.contains(node) {
             let path = recovered.join(format!("{node}{UNREADABLE_SUFFIX}"));
-            let text = read_to_string(&path)?;
-            let reason = text.lines().next().unwrap_or("").trim();
-            let reason = if reason.is_empty() { "no reason given (empty .unreadable file)" } else { reason };
-            nodes.insert(node.clone(), NodeInput::Unreadable { reason: reason.to_string() });
+            let reason = first_line(&path, "no reason given (empty .unreadable file)")?;
+            nodes.insert(node.clone(), NodeInput::Unreadable { reason });
         } else {
             nodes.insert(node.clone(), NodeInput::Unreadable { reason: "no read-back file".to_string() });
         }
@@ -236,7 +280,13 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     let mut views = read_parallel(&to_read, &history)?;
     let cluster = views.remove(CLUSTER_FILE);
     for (node, view) in views {
-        nodes.insert(node, NodeInput::Readable(view));
+        let input = if listed.offline.contains(&node) {
+            let path = recovered.join(format!("{node}{OFFLINE_SUFFIX}"));
+            NodeInput::ReadOffline { view, note: first_line(&path, "no note given (empty .offline file)")? }
+        } else {
+            NodeInput::Readable(view)
+        };
+        nodes.insert(node, input);
     }
     let judged_count = config.nodes.iter().filter(|n| judged.judges(n)).count();
     assert_eq!(nodes.len(), judged_count, "every judged node is readable or unreadable");

@@ -4,7 +4,7 @@
 //! printed from a saved report.json says the same thing) and decides
 //! nothing.
 
-use jetsam_core::report::{Report, Sampled};
+use jetsam_core::report::{ReadMode, Report, Sampled};
 use std::fmt::Write;
 
 /// Seconds, for times since the run started: millisecond precision when
@@ -122,10 +122,13 @@ pub fn render_summary(report: &Report) -> String {
         "node", "held", "lost", "unexpected", "duplicated", "seq-mismatch"
     );
     for (name, n) in &report.nodes {
-        let status = match (&n.unreadable, &n.unreadable_reason) {
-            (true, Some(r)) => format!("unreadable: {r}"),
-            (true, None) => "unreadable".to_string(),
-            (false, _) => "read".to_string(),
+        let status = match (&n.unreadable, &n.unreadable_reason, n.read) {
+            (true, Some(r), _) => format!("unreadable: {r}"),
+            (true, None, _) => "unreadable".to_string(),
+            (false, _, Some(ReadMode::Offline)) => {
+                format!("read offline: {}", n.read_note.as_deref().unwrap_or("no note given"))
+            }
+            (false, _, _) => "read".to_string(),
         };
         let _ = writeln!(
             out,

@@ -133,6 +133,15 @@ fn every_case_gives_its_known_answer() {
                 &[("n1", 0, false), ("n2", 0, false), ("n3", 0, false), ("n4", 0, false), ("n5", 0, false)],
             ),
         ),
+        ("offline-mixed", expect(P, 0, none, 1, 0, 0, None, &[("n1", 0, false), ("n2", 3, false), ("n3", 2, false)])),
+        (
+            "offline-all-pass",
+            expect(P, 0, none, 1, 0, 0, None, &[("n1", 2, false), ("n2", 0, false), ("n3", 1, false)]),
+        ),
+        (
+            "offline-all-misplaced",
+            expect(F, 0, [0, 0, 0, 2], 0, 0, 0, None, &[("n1", 0, false), ("n2", 0, false), ("n3", 4, false)]),
+        ),
     ];
     for (case, want) in cases {
         assert_eq!(row(&run(case)), want, "case {case}");
@@ -281,4 +290,27 @@ fn unreadable_nodes_carry_their_reason() {
     assert_eq!(r.nodes["n2"].unreadable_reason.as_deref(), Some("read-back timed out after 10s"));
     assert_eq!(r.nodes["n3"].unreadable_reason.as_deref(), Some("no read-back file"));
     assert!(r.reasons[0].contains("only 1 of 3 node(s) readable"), "{:?}", r.reasons);
+}
+
+#[test]
+fn nodes_read_offline_are_readable_and_marked_but_not_compared_for_divergence() {
+    use jetsam_core::report::ReadMode;
+    let r = run("offline-mixed");
+    let reads: Vec<(Option<ReadMode>, bool)> = r.nodes.values().map(|n| (n.read, n.read_note.is_some())).collect();
+    assert_eq!(
+        reads,
+        vec![(Some(ReadMode::Normal), false), (Some(ReadMode::Offline), true), (Some(ReadMode::Offline), true)]
+    );
+    assert!(r.nodes["n2"].read_note.as_deref().unwrap().contains("offset 4096"), "{:?}", r.nodes["n2"]);
+    // n2 lags and n3 holds the indeterminate 1-2 where 0-3 was acked: on
+    // nodes that missed convergence that is no divergence or seq-mismatch.
+    assert!(!r.divergent && r.seq_mismatch.count == 0 && r.nodes["n3"].seq_mismatch == 0, "{r:?}");
+    assert!(r.reasons.iter().any(|x| x.starts_with("read offline") && x.contains("n2 (") && x.contains("n3 (")));
+    // Every node offline still decides; one holding acked ids at other
+    // sequences fails.
+    let r = run("offline-all-misplaced");
+    assert_eq!(r.nodes["n2"].seq_mismatch, 2);
+    assert!(r.seq_mismatch.sample[0].contains("n2 holds"), "{:?}", r.seq_mismatch);
+    let r = run("majority-pass");
+    assert_eq!(r.nodes["n3"].read, None, "an unreadable node was not read");
 }

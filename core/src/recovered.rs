@@ -1,7 +1,8 @@
 //! `recovered/<node>.jsonl`: what one node holds after recovery, one message
 //! per line in stream order (docs/formats.md "recovered"). A node that could
 //! not be read has no such file; `recovered/<node>.unreadable` may then hold
-//! one line of text saying why. `recovered/cluster.jsonl`, when present, is
+//! one line of text saying why. `recovered/<node>.offline` beside a node's
+//! `.jsonl` says its files were read offline. `recovered/cluster.jsonl`, when present, is
 //! the stream as a client reads it through the system's normal read path.
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,10 @@ pub struct RecoveredMsgRef<'a> {
 pub const CLUSTER_FILE: &str = "cluster.jsonl";
 /// Suffix of the file that says why a node could not be read.
 pub const UNREADABLE_SUFFIX: &str = ".unreadable";
+/// Suffix of the marker beside `<node>.jsonl` saying the node's files were
+/// read without the node running (the target's offline reader), why, and
+/// what could not be read (docs/formats.md).
+pub const OFFLINE_SUFFIX: &str = ".offline";
 
 /// Validates recovered lines in file order: sequences strictly increase.
 /// (The same id at two sequences is a finding, "duplicated", not a format

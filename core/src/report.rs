@@ -107,6 +107,26 @@ pub struct NodeReport {
     /// Acknowledged ids whose acknowledged sequence holds another id on this node.
     #[serde(default)]
     pub seq_mismatch: u64,
+    /// How the node was read back (None when unreadable, and in reports
+    /// written before this key existed).
+    #[serde(default)]
+    pub read: Option<ReadMode>,
+    /// For a node read offline: why, how, and what could not be read (the
+    /// first line of `recovered/<node>.offline`).
+    #[serde(default)]
+    pub read_note: Option<String>,
+}
+
+/// How a node's read-back was made (docs/formats.md "recovered/<node>.offline").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// The target's usual read-back: from the running node, or from its
+    /// files after a clean stop, as the target does it.
+    Normal,
+    /// From the node's files without the node running, after its usual
+    /// read-back failed (e.g. it refused to start on a corrupt log).
+    Offline,
 }
 
 /// Acknowledged losses classed per writer as Jepsen's queue checker does:

@@ -10,14 +10,21 @@
 //! file, and every node is read; one that should know but could not find
 //! out gets `"replicas": null` with the reason, every node is read, and the
 //! checker's verdict is `unknown`.
+//!
+//! A node the normal read could not read (down, e.g. it refuses to start
+//! on a corrupt log) is then read offline when the target can
+//! (`Target::read_node_offline`, with every node stopped), marked by
+//! `recovered/<node>.offline`; otherwise it gets `recovered/<node>.unreadable`
+//! with the reason.
 
 use crate::cluster::Cluster;
 use crate::events::EventLog;
 use crate::progress::Progress;
 use crate::run::{RunError, write};
-use jetsam_core::recovered::{CLUSTER_FILE, Placement, REPLICAS_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
+use jetsam_core::recovered::{CLUSTER_FILE, OFFLINE_SUFFIX, Placement, REPLICAS_FILE, RecoveredMsg, UNREADABLE_SUFFIX};
 use jetsam_core::scenario::Scenario;
-use jetsam_targets::{ReadBack, Target};
+use jetsam_faults::process::ProcState;
+use jetsam_targets::{NodeSpec, ReadBack, Target};
 use std::path::Path;
 use std::time::Duration;
 
@@ -61,7 +68,31 @@ pub(crate) async fn read_back(
             cluster.check_alive(&name, events)?;
         }
     }
-    let is_replica = |name: &str| replicas.as_ref().is_none_or(|r| r.iter().any(|n| n == name));
+    let failed = read_replicas(scenario, cluster, target, &recovered, replicas.as_deref()).await?;
+    let stop_problems = if target.read_back_mode() == ReadBack::Live { stop_all(cluster, progress) } else { vec![] };
+    // Every node is stopped now, so files read offline no longer change.
+    for (spec, mut reason) in failed {
+        // A node still starting when its read failed may have exited on
+        // its own since (e.g. refused its log): the stop says so.
+        for (_, problem) in stop_problems.iter().filter(|(node, _)| *node == spec.name) {
+            reason.push_str(&format!("; when stopped after the read-back: {problem}"));
+        }
+        read_offline_or_unreadable(scenario, cluster, target, &recovered, &spec, reason, progress).await?;
+    }
+    Ok(())
+}
+
+/// Reads each replica (every node when `replicas` is `None`) through the
+/// target; returns the ones that could not be read, with why.
+async fn read_replicas(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    target: &dyn Target,
+    recovered: &Path,
+    replicas: Option<&[String]>,
+) -> Result<Vec<(NodeSpec, String)>, RunError> {
+    let is_replica = |name: &str| replicas.is_none_or(|r| r.iter().any(|n| n == name));
+    let mut failed = Vec::new();
     for spec in cluster.specs().iter().filter(|s| is_replica(&s.name)) {
         match read_bounded(target.read_node(scenario, spec), &spec.name).await {
             Ok(msgs) => write_recovered(&recovered.join(format!("{}.jsonl", spec.name)), &msgs)?,
@@ -73,15 +104,11 @@ pub(crate) async fn read_back(
                     ),
                     None => reason,
                 };
-                progress.line(&format!("warning: {} unreadable: {reason}", spec.name));
-                write(&recovered.join(format!("{}{UNREADABLE_SUFFIX}", spec.name)), &format!("{reason}\n"))?;
+                failed.push((spec.clone(), reason));
             }
         }
     }
-    if target.read_back_mode() == ReadBack::Live {
-        stop_all(cluster, progress);
-    }
-    Ok(())
+    Ok(failed)
 }
 
 /// The stream's final placement, or `None` when the target cannot tell. A
@@ -117,6 +144,46 @@ async fn ask_placement(
     Some(placement)
 }
 
+/// For a node the target's normal read-back could not read: its files read
+/// offline (`recovered/<node>.jsonl` plus the `.offline` marker saying why
+/// and how), or, when the target cannot or the read fails, the
+/// `.unreadable` file with every reason.
+async fn read_offline_or_unreadable(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    target: &dyn Target,
+    recovered: &Path,
+    spec: &NodeSpec,
+    reason: String,
+    progress: &Progress,
+) -> Result<(), RunError> {
+    let name = &spec.name;
+    let offline = if cluster.state(name) != ProcState::Stopped {
+        Some(Err("not read offline: it could not be stopped, so its files may still change".to_string()))
+    } else {
+        read_bounded(async { Ok(target.read_node_offline(scenario, spec).await) }, &format!("{name} offline"))
+            .await
+            .unwrap_or_else(|timeout| Some(Err(timeout)))
+    };
+    match offline {
+        Some(Ok(read)) => {
+            let why = format!("{reason}; read offline instead: {}", read.note);
+            progress.line(&format!("warning: {name} read offline ({} messages): {why}", read.messages.len()));
+            write_recovered(&recovered.join(format!("{name}.jsonl")), &read.messages)?;
+            write(&recovered.join(format!("{name}{OFFLINE_SUFFIX}")), &format!("{why}\n"))
+        }
+        Some(Err(e)) => {
+            let reason = format!("{reason}; reading its files offline failed too: {e}");
+            progress.line(&format!("warning: {name} unreadable: {reason}"));
+            write(&recovered.join(format!("{name}{UNREADABLE_SUFFIX}")), &format!("{reason}\n"))
+        }
+        None => {
+            progress.line(&format!("warning: {name} unreadable: {reason}"));
+            write(&recovered.join(format!("{name}{UNREADABLE_SUFFIX}")), &format!("{reason}\n"))
+        }
+    }
+}
+
 /// Reads with the bound [`READ_TIMEOUT`]; a timeout becomes the unreadable reason.
 async fn read_bounded<T>(read: impl std::future::Future<Output = Result<T, String>>, what: &str) -> Result<T, String> {
     match tokio::time::timeout(READ_TIMEOUT, read).await {
@@ -125,10 +192,14 @@ async fn read_bounded<T>(read: impl std::future::Future<Output = Result<T, Strin
     }
 }
 
-fn stop_all(cluster: &mut Cluster, progress: &Progress) {
+/// Stops every node; returns the problems (node, what), each also printed.
+fn stop_all(cluster: &mut Cluster, progress: &Progress) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
     for (node, e) in cluster.stop_all() {
         progress.line(&format!("warning: stopping {node}: {e}"));
+        problems.push((node, e.to_string()));
     }
+    problems
 }
 
 fn write_recovered(path: &Path, msgs: &[RecoveredMsg]) -> Result<(), RunError> {

@@ -13,7 +13,8 @@
 //! inspection.
 //!
 //! This module sequences phases; the pieces live in `scenario`, `schedule`,
-//! `cluster`, `nemesis`, `events`, `progress` and the workloads crate.
+//! `cluster`, `nemesis`, `events`, `progress`, `readback` and the
+//! workloads crate.
 
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 use crate::events::{EventLog, EventLogError};

@@ -215,6 +215,12 @@ fn malformed_files_are_bad_input_naming_file_and_line() {
     );
     // A node both read and unreadable.
     expect_bad_input("recovered/n1.unreadable", |_| "timed out\n".to_string(), &["n1.jsonl", "n1.unreadable", "both"]);
+    // A node marked as read offline without its read-back.
+    let dir = scratch("pass-strong");
+    std::fs::rename(dir.path().join("recovered/n1.jsonl"), dir.path().join("recovered/n1.offline")).unwrap();
+    let out = check(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("recovered/n1.offline") && stderr(&out).contains("n1.jsonl is missing"));
     // Bytes that are not UTF-8, on line 2.
     let dir = scratch("pass-strong");
     let mut bytes = b"{\"seq\":1,\"id\":\"0-0\"}\n{\"seq\":2,\"id\":\"".to_vec();

@@ -11,11 +11,13 @@
 //!   and so does lazy fsync (sync 2m) under power loss;
 //! - async R1 with sync 1s loses writes under power loss, in windows within
 //!   the bound;
-//! - a bit flip on one node of three: the default node fail-stops (reported
-//!   unreadable) and nothing is lost; with trust-corrupt-log the same
+//! - a bit flip on one node of three: the default node fail-stops (read
+//!   offline up to the damage) and nothing is lost; with trust-corrupt-log the same
 //!   schedule loses acknowledged writes; with `repair = true` the node wipes
 //!   its log, does not vote until caught up, and ends holding every
-//!   acknowledged write.
+//!   acknowledged write;
+//! - a bit flip in every node's term/vote file: no node restarts, each is
+//!   read offline, and the verdict is decided (pass).
 //!
 //! It also checks that the run folder holds the contract files, that the
 //! same seed replays the same fault schedule, and that a SIGKILLed
@@ -26,7 +28,7 @@
 
 use jetsam_core::event::{Event, EventKind};
 use jetsam_core::history::{HistoryValidator, Op, OpType};
-use jetsam_core::report::{Report, Verdict};
+use jetsam_core::report::{ReadMode, Report, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,7 +79,7 @@ fn detail_u64(e: &Event, key: &str) -> u64 {
 }
 
 /// The scenarios of `scenarios/ci`, one line each in the suite's output.
-const CI_SCENARIOS: usize = 11;
+const CI_SCENARIOS: usize = 12;
 
 /// A temporary folder kept (and its path printed) when the test panics, so
 /// the run folders of a failed assertion can be inspected.
@@ -200,6 +202,7 @@ fn ci_suite_matches_expectations_and_writes_the_run_folders() {
     bitflipped_node_stops_and_nothing_is_lost(&run_folder(out.path(), "ci-bitflip-one-then-majority-down"));
     trusting_a_corrupt_log_loses_acked_writes(&run_folder(out.path(), "ci-bitflip-trust-corrupt-log"));
     repaired_node_waits_catches_up_and_nothing_is_lost(&run_folder(out.path(), "ci-bitflip-one-repair"));
+    nodes_that_refuse_to_start_are_read_offline(&run_folder(out.path(), "ci-bitflip-meta-all-offline"));
 }
 
 /// A strong run that passed with nothing lost, no divergence and every node
@@ -309,14 +312,37 @@ fn bitflipped_node_stops_and_nothing_is_lost(dir: &Path) {
     let flips: Vec<Event> = events(dir).into_iter().filter(|e| e.kind == EventKind::Bitflip).collect();
     assert_eq!(flips.len(), 8, "8 bits flipped: {flips:?}");
     assert!(flips.iter().all(|e| e.nodes == ["n1"] && e.details["file"].as_str().unwrap().starts_with("log/")));
-    // The damaged node refused its log instead of serving it.
+    // The damaged node refused its log instead of serving it; its files
+    // were then read offline, up to the first damaged record.
     let n1 = &r.nodes["n1"];
-    assert!(n1.unreadable, "n1 must not be trusted after the flips: {n1:?}");
-    assert!(n1.unreadable_reason.as_deref().unwrap().contains("exited on its own"), "{n1:?}");
+    assert_eq!(n1.read, Some(ReadMode::Offline), "{n1:?}");
+    let note = n1.read_note.as_deref().unwrap();
+    assert!(note.contains("exited on its own") && note.contains("stopped at corrupt data in log/"), "{n1:?}");
     let log = std::fs::read_to_string(dir.join("nodes/n1.log")).unwrap();
     assert!(log.contains("corrupt data in"), "n1 says why it stopped: {log}");
     for node in ["n2", "n3"] {
-        assert!(!r.nodes[node].unreadable && r.nodes[node].lost == 0, "{node}: {:?}", r.nodes[node]);
+        let n = &r.nodes[node];
+        assert!(n.read == Some(ReadMode::Normal) && n.lost == 0, "{node}: {n:?}");
+    }
+}
+
+/// Every node's meta flipped: none restarts, all are read offline (whole
+/// logs), and the verdict is decided: pass.
+fn nodes_that_refuse_to_start_are_read_offline(dir: &Path) {
+    let r = report(dir);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reasons);
+    assert!(r.lost == 0 && r.acked > 1000, "{r:?}");
+    let flips: Vec<Event> = events(dir).into_iter().filter(|e| e.kind == EventKind::Bitflip).collect();
+    let flipped: BTreeSet<&str> = flips.iter().map(|e| e.nodes[0].as_str()).collect();
+    assert_eq!(flipped, BTreeSet::from(["n1", "n2", "n3"]), "{flips:?}");
+    assert!(flips.iter().all(|e| e.details["file"] == "meta"), "{flips:?}");
+    for (name, n) in &r.nodes {
+        assert_eq!((n.read, n.lost), (Some(ReadMode::Offline), 0), "{name}: {n:?}");
+        let note = n.read_note.as_deref().unwrap();
+        assert!(note.contains("read the whole log") && note.contains("meta (term and vote) is damaged"), "{note}");
+        assert!(dir.join(format!("recovered/{name}.offline")).is_file());
+        let log = std::fs::read_to_string(dir.join(format!("nodes/{name}.log"))).unwrap();
+        assert!(log.contains("corrupt data in") && log.contains("meta"), "{name} says why it stopped: {log}");
     }
 }
 

@@ -28,12 +28,13 @@ use jetsam_core::proto::{
     StreamInfo,
 };
 use jetsam_core::report::Mode;
-use noraft::{Action, ClusterConfig, Log, LogEntries, LogEntry, LogPosition, Node, NodeId, Term};
+use noraft::{Action, LogEntries, LogEntry, LogPosition, Node, NodeId, Term};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::command::{Command, LogState};
 use crate::storage::{Entry, Meta, Record, Storage, StorageError};
+use crate::terms::{check_terms, raft_log};
 use crate::wire::{self, WireMessage};
 use crate::{Bugs, SyncPolicy};
 
@@ -151,38 +152,6 @@ fn fatal(err: StorageError) -> ! {
     std::process::exit(exit::ENVIRONMENT);
 }
 
-fn raft_log(log: &LogState) -> Log {
-    let entries = (1..=log.last_index()).map(|i| wire::entry_to_raft(log.entry(i).expect("index in range").1));
-    Log::new(ClusterConfig::new(), LogEntries::from_iter(LogPosition::ZERO, entries))
-}
-
-/// Checks that every entry is stored with the term its `Term` entries give
-/// it (noraft derives terms from them); a mismatch means a damaged data dir.
-fn check_terms(log: &LogState, raft: &Log) -> Result<(), String> {
-    for (p, _) in raft.entries().iter_with_positions() {
-        let stored = log.term_at(p.index.get()).expect("index in range");
-        if stored != p.term.get() {
-            return Err(format!(
-                "the log is inconsistent: entry {} is stored with term {stored} but its term entries say {}; \
-                 the data dir is damaged (restart with --repair to wipe the log and catch up without voting)",
-                p.index.get(),
-                p.term.get()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// [`Core::new`]'s check of recovered records, for `--repair` to run before
-/// it: an error means the log is damaged in a way the CRCs cannot see.
-pub fn check_log_terms(records: &[Record]) -> Result<(), String> {
-    let mut log = LogState::default();
-    for r in records {
-        log.push(r);
-    }
-    check_terms(&log, &raft_log(&log))
-}
-
 impl Core {
     /// Builds the node from recovered storage (writing the bootstrap cluster
     /// config as entry 1 on a fresh data dir).
@@ -215,7 +184,7 @@ impl Core {
             }
         }
         let raft = raft_log(&log);
-        check_terms(&log, &raft)?;
+        check_terms(&log, &raft).map_err(|m| m.to_string())?;
         let voted_for = meta.voted_for.map(NodeId::new);
         let node = Node::restart(NodeId::new(id), Term::new(meta.term), voted_for, raft);
         let now = Instant::now();

@@ -4,13 +4,17 @@
 //! deliberate bugs behind `--bug` so jetsam can prove it catches them
 //! (docs/node.md). The binary is `src/main.rs`; this library holds its parts
 //! so they can be unit-tested: [`storage`] (files), [`command`] (the log's
-//! meaning), [`wire`] (peer messages), [`core`] (the event loop) and
-//! [`net`] (sockets). It holds one stream per cluster.
+//! meaning), [`wire`] (peer messages), [`core`] (the event loop), [`net`]
+//! (sockets), [`terms`] (the term check recovery runs on the log) and
+//! [`offline`] (reading a stopped node's data dir). It holds one stream per
+//! cluster.
 
 pub mod command;
 pub mod core;
 pub mod net;
+pub mod offline;
 pub mod storage;
+pub mod terms;
 pub mod wire;
 
 use std::fmt;

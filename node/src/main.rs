@@ -5,6 +5,9 @@
 //! event loop and the socket tasks on one thread (a current-thread tokio
 //! runtime), and turns SIGTERM/SIGINT into a
 //! clean shutdown (final fsync, exit 0).
+//!
+//! `jetsam-node read-offline --data-dir DIR` instead prints what a stopped
+//! node's data dir holds without starting it ([`jetsam_node::offline`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,15 +16,22 @@ use std::time::Duration;
 
 use clap::Parser;
 use jetsam_core::exit;
-use jetsam_node::core::{Core, Event, Options, check_log_terms};
+use jetsam_node::core::{Core, Event, Options};
 use jetsam_node::storage::{self, Recovered, Storage, StorageError};
-use jetsam_node::{Bugs, KNOWN_BUGS, SyncPolicy, net};
+use jetsam_node::terms::check_log_terms;
+use jetsam_node::{Bugs, KNOWN_BUGS, SyncPolicy, net, offline};
 
 /// Bound of the event loop's input queue (client requests and peer messages).
 const EVENT_QUEUE_MAX: usize = 16_384;
 
 #[derive(Debug, Parser)]
-#[command(name = "jetsam-node", version, about = "jetsam's reference replicated stream node (docs/node.md)")]
+#[command(
+    name = "jetsam-node",
+    version,
+    about = "jetsam's reference replicated stream node (docs/node.md)",
+    after_help = "To print what a stopped node's data dir holds without starting it: \
+                  jetsam-node read-offline --data-dir DIR [--stream NAME] (see read-offline --help)"
+)]
 struct Args {
     /// This node's name (e.g. n1); unique in the cluster.
     #[arg(long)]
@@ -56,6 +66,46 @@ struct Args {
     /// On a damaged log, wipe it (keeping the term/vote file) and rejoin as a non-voting member until caught up.
     #[arg(long)]
     repair: bool,
+}
+
+/// `jetsam-node read-offline`: the arguments after the word.
+#[derive(Debug, Parser)]
+#[command(
+    name = "jetsam-node read-offline",
+    bin_name = "jetsam-node read-offline",
+    about = "Print the stream messages a stopped node's data dir holds, without starting the node or writing \
+             anything. stdout: one {\"seq\":..,\"id\":..} per message; stderr: notes, the damage where reading \
+             stopped, and a last line {\"read_offline\":{...}}. Exit 0: complete; 1: stopped at damage (the \
+             messages before it were printed); 2: usage; 4: the data dir could not be read (docs/node.md)"
+)]
+struct ReadOfflineArgs {
+    /// The node's data dir (the one given to --data-dir).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The stream to read; an error if the log holds another one (default: whichever it holds).
+    #[arg(long)]
+    stream: Option<String>,
+}
+
+/// Runs `read-offline` and returns its exit code.
+fn read_offline(argv: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    let args = ReadOfflineArgs::try_parse_from(argv).unwrap_or_else(|e| e.exit());
+    let read = match offline::read_offline(&args.data_dir, args.stream.as_deref()) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match offline::write_read(&read, &mut out, &mut stderr.lock()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: failed to write the messages: {e}; check that stdout is open");
+            exit::ENVIRONMENT
+        }
+    }
 }
 
 fn usage(message: String) -> ! {
@@ -109,6 +159,9 @@ fn recover(args: &Args, bugs: Bugs) -> (Storage, Recovered) {
 }
 
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "read-offline") {
+        std::process::exit(read_offline(std::env::args_os().skip(1)));
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

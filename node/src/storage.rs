@@ -235,6 +235,24 @@ pub fn scan_segment(bytes: &[u8]) -> (Vec<(u64, Record)>, Scan) {
     (records, Scan::Clean)
 }
 
+/// The segment files of a log directory as (first index, path), in index
+/// order. A `.seg` file whose name is not an index is corruption.
+pub fn list_segments(log_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    for item in fs::read_dir(log_dir).map_err(io_err("list", log_dir))? {
+        let item = item.map_err(io_err("list", log_dir))?;
+        let path = item.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(stem) = name.strip_suffix(".seg") else { continue };
+        let Ok(first_index) = stem.parse::<u64>() else {
+            return Err(StorageError::Corrupt { file: path, offset: 0, detail: "segment name is not an index".into() });
+        };
+        names.push((first_index, path));
+    }
+    names.sort();
+    Ok(names)
+}
+
 fn segment_name(first_index: u64) -> String {
     format!("{first_index:020}.seg")
 }
@@ -253,22 +271,7 @@ impl Storage {
         let mut notes = Vec::new();
         let meta = read_meta(dir)?;
 
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for item in fs::read_dir(&log_dir).map_err(io_err("list", &log_dir))? {
-            let item = item.map_err(io_err("list", &log_dir))?;
-            let path = item.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(stem) = name.strip_suffix(".seg") else { continue };
-            let Ok(first_index) = stem.parse::<u64>() else {
-                return Err(StorageError::Corrupt {
-                    file: path,
-                    offset: 0,
-                    detail: "segment name is not an index".into(),
-                });
-            };
-            names.push((first_index, path));
-        }
-        names.sort();
+        let names = list_segments(&log_dir)?;
 
         let mut storage = Storage {
             dir: dir.to_path_buf(),
@@ -570,7 +573,8 @@ pub fn repair(dir: &Path, damage: &str) -> Result<Repaired, StorageError> {
     Ok(Repaired { old, new, removed })
 }
 
-fn read_meta(dir: &Path) -> Result<Meta, StorageError> {
+/// Reads `<data>/meta` (term and vote); a missing file is term 0, no vote.
+pub fn read_meta(dir: &Path) -> Result<Meta, StorageError> {
     let path = dir.join("meta");
     let bytes = match fs::read(&path) {
         Ok(b) => b,

@@ -81,6 +81,17 @@ pub enum TargetError {
     Other { action: String, detail: String },
 }
 
+/// A node's files read without the node running
+/// ([`Target::read_node_offline`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineRead {
+    /// What the files hold, in stream order.
+    pub messages: Vec<RecoveredMsg>,
+    /// One line for people: how the files were read and what could not be
+    /// read (e.g. the file and offset where damage stopped the reader).
+    pub note: String,
+}
+
 /// When a node's own storage can be read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadBack {
@@ -155,6 +166,21 @@ pub trait Target: Send + Sync {
         scenario: &'a Scenario,
         nodes: &'a [NodeSpec],
     ) -> BoxFuture<'a, Option<Result<Vec<RecoveredMsg>, String>>>;
+
+    /// What this node's files hold, read without starting the node, or
+    /// `None` when the target cannot read its files offline (the default).
+    /// For a node that [`Target::read_node`] could not read (it is down, e.g.
+    /// it refuses to start on a corrupt log): the controller calls it once
+    /// every node is stopped, so the files no longer change, within its read
+    /// bound; an implementation keeps a bound of its own, must not change
+    /// the files, and reports only messages the files provably hold.
+    fn read_node_offline<'a>(
+        &'a self,
+        _scenario: &'a Scenario,
+        _node: &'a NodeSpec,
+    ) -> BoxFuture<'a, Option<Result<OfflineRead, String>>> {
+        Box::pin(async { None })
+    }
 
     /// Globs (relative to the data dir) of the files a `bitflip`/`truncate`
     /// fault picks from by default.

@@ -1,7 +1,8 @@
 //! `NodeTarget` against a real 3-node `jetsam-node` cluster, driven exactly
 //! as the controller drives it: validate, command, wait_ready,
 //! create_stream, pipelined publishers, leader, SIGKILL of the leader,
-//! wait_converged, read_node, read_cluster. Needs the binary built first
+//! wait_converged, read_node, read_cluster, and read_node_offline once
+//! the nodes are stopped. Needs the binary built first
 //! (`cargo build --workspace --bins`); the test says so if it is missing.
 
 use std::collections::BTreeMap;
@@ -227,6 +228,28 @@ fn three_node_cluster_through_the_target_trait() {
                 assert_eq!(by_seq.get(seq).copied(), Some(id.as_str()), "{} has acked {id}", node.name);
             }
         }
+
+        // Stopped nodes read offline hold exactly what they served; a byte
+        // flipped mid-segment stops the read there and the note says where.
+        for child in procs.children.iter_mut() {
+            let mut child = child.take().expect("running");
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+        for node in &nodes {
+            let read = target.read_node_offline(&s, node).await.expect("the node reads offline").expect("read");
+            assert_eq!(read.messages, cluster, "{} offline", node.name);
+            assert!(read.note.contains("read the whole log"), "{}", read.note);
+        }
+        let seg = std::fs::read_dir(nodes[0].data_dir.join("log")).unwrap().next().unwrap().unwrap().path();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(&seg, &bytes).unwrap();
+        let read = target.read_node_offline(&s, &nodes[0]).await.expect("reads offline").expect("read");
+        assert!(!read.messages.is_empty() && read.messages.len() < cluster.len(), "{}", read.note);
+        assert_eq!(read.messages[..], cluster[..read.messages.len()], "a prefix of what it held");
+        assert!(read.note.contains("stopped at corrupt data in log/") && read.note.contains("offset"), "{}", read.note);
     });
     drop(procs);
     assert!(!root.exists(), "the test cleans up after itself");
