@@ -460,3 +460,74 @@ fn finish(args: &ExploreArgs, st: &State, started: Instant) -> i32 {
         None => exit::PASS,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "name = \"x\"\nnodes = 3\nduration = \"10s\"\n[stream]\nreplicas = 3\n";
+
+    fn load_text(text: &str) -> Result<(Scenario, Palette), ExploreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, text).unwrap();
+        load(&path)
+    }
+
+    #[test]
+    fn a_palette_loads_with_defaults_and_bad_ones_are_named() {
+        let (s, p) = load_text(&format!("{BASE}[explore]\n")).unwrap();
+        assert_eq!((s.name.as_str(), p.faults), ("x", [1, 4]));
+        assert_eq!(p.kinds, default_kinds());
+        let cases = [
+            ("", "it has no [explore] table"),
+            ("[explore]\nfaults = [0, 2]\n", "faults = [0, 2]"),
+            ("[explore]\nfaults = [3, 2]\n", "faults = [3, 2]"),
+            ("[explore]\nkinds = [\"meteor\"]\n", "kinds has \"meteor\""),
+            ("[explore]\nkinds = []\n", "kinds is empty"),
+            ("[explore]\ntargets = [\"half\"]\n", "targets has \"half\""),
+            ("[explore]\nheal_after = [\"3s\", \"1s\"]\n", "heal_after = [\"3s\", \"1s\"]"),
+            ("[explore]\nheal_after = [\"3\", \"1s\"]\n", "heal_after:"),
+            ("[explore]\ncolour = 1\n", "unknown field `colour`"),
+        ];
+        for (extra, expected) in cases {
+            let e = load_text(&format!("{BASE}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(expected), "expected {expected:?} in: {e}");
+            assert!(e.contains("x.toml"), "names the file: {e}");
+        }
+    }
+
+    /// One seed draws one schedule; the draws stay inside the palette.
+    #[test]
+    fn draws_are_seeded_and_stay_in_the_palette() {
+        let (_, p) = load_text(&format!(
+            "{BASE}[explore]\nfaults = [2, 5]\nkinds = [\"kill\", \"partition\", \"power-loss\"]\ntargets = [\"one\", \"all\"]\n\
+             heal_after = [\"1s\", \"2s\"]\npower_loss = [\"keep-fraction\"]\n"
+        ))
+        .unwrap();
+        let duration = Duration::from_secs(10);
+        assert_eq!(draw(&p, duration, 42), draw(&p, duration, 42));
+        let mut distinct = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let faults = draw(&p, duration, seed);
+            distinct.insert(format!("{faults:?}"));
+            assert!((2..=5).contains(&faults.len()));
+            let mut last = Duration::ZERO;
+            for f in &faults {
+                let at = parse_duration(&f.at[0]).unwrap();
+                assert!(at >= Duration::from_secs(1) && at <= Duration::from_secs(8), "{f:?}");
+                assert!(at >= last, "in time order");
+                last = at;
+                let heal = f.heal_after.unwrap();
+                assert!(heal >= Duration::from_secs(1) && heal <= Duration::from_secs(2));
+                assert!(["kill", "partition", "power-loss"].contains(&f.kind.as_str()));
+                match f.kind.as_str() {
+                    "partition" => assert!(f.options.contains_key("shape")),
+                    "power-loss" => assert_eq!(f.options.get("keep_fraction"), Some(&toml::Value::Float(0.3))),
+                    _ => assert!(matches!(&f.targets, Targets::Named(w) if w == "one" || w == "all")),
+                }
+            }
+        }
+        assert!(distinct.len() > 150, "seeds give different schedules: {}", distinct.len());
+    }
+}

@@ -12,7 +12,10 @@
 //! 2. end the run soon after its last heal (1 s later, at least 1 s);
 //! 3. halve each heal time (down to 100 ms) while it fails;
 //! 4. halve each injection time (move it earlier) while it fails;
-//! 5. halve the clients while it fails.
+//! 5. halve the clients while it fails;
+//!
+//! and all steps again while a round kept something (a moved injection can
+//! make another droppable), at most 3 rounds.
 //!
 //! Fewer nodes are not tried: most targets tie the stream's replicas to the
 //! cluster size, and a smaller cluster is another system.
@@ -41,6 +44,8 @@ use std::time::{Duration, Instant};
 pub const REPEAT_MAX: u32 = 10;
 /// Halvings of one value at most (heal time, injection time, clients).
 const HALVINGS_MAX: u32 = 4;
+/// Rounds of all steps at most.
+const ROUNDS_MAX: u32 = 3;
 /// Heal times are not cut below this.
 const HEAL_MIN: Duration = Duration::from_millis(100);
 /// Injections are not moved earlier than this (the load must be running).
@@ -83,17 +88,55 @@ impl ShrinkError {
     }
 }
 
-/// The shrinker's state: the smallest failing scenario so far and what it cost.
-struct Shrinker {
+/// The shrinker's state: the smallest failing scenario so far and what it
+/// cost. `oracle` says whether a candidate fails (in `jetsam shrink`: K
+/// replays; in tests: a rule).
+struct Shrinker<F: FnMut(&Scenario) -> Result<bool, ShrinkError>> {
     best: Scenario,
-    seed: u64,
-    repeat: u32,
-    work: PathBuf,
+    oracle: F,
     started: Instant,
     budget: Duration,
     candidates: u32,
-    replays: u32,
     steps: Vec<String>,
+}
+
+/// Replays of candidates on the real system: each is written to `work` and
+/// run `repeat` times with `seed`; it fails when any replay fails.
+struct Replayer {
+    seed: u64,
+    repeat: u32,
+    work: PathBuf,
+    written: u32,
+    replays: u32,
+}
+
+impl Replayer {
+    fn fails(&mut self, candidate: &Scenario) -> Result<bool, ShrinkError> {
+        self.written += 1;
+        let path = self.work.join(format!("candidate-{}.toml", self.written));
+        let write = |source| ShrinkError::Write { path: path.clone(), source };
+        std::fs::create_dir_all(&self.work).map_err(write)?;
+        std::fs::write(&path, toml::to_string_pretty(candidate).expect("a scenario serializes")).map_err(write)?;
+        for _ in 0..self.repeat {
+            self.replays += 1;
+            let options = RunOptions {
+                scenario: path.clone(),
+                overrides: crate::scenario::Overrides { seed: Some(self.seed), ..Default::default() },
+                out: None,
+                results_root: self.work.join("runs"),
+                keep_data: false,
+                interactive: false,
+            };
+            let outcome = run_scenario(&options);
+            match outcome.report.as_ref().map(|r| r.verdict) {
+                Some(Verdict::Fail) => return Ok(true),
+                Some(_) => {}
+                None if outcome.exit_code == exit::BAD_INPUT => return Ok(false), // a candidate the scenario rules refuse
+                None => return Err(ShrinkError::Harness(outcome.error.unwrap_or_else(|| "no verdict".into()))),
+            }
+        }
+        Ok(false)
+    }
 }
 
 pub fn execute(args: ShrinkArgs) -> i32 {
@@ -114,35 +157,23 @@ fn shrink(args: &ShrinkArgs) -> Result<(), ShrinkError> {
         });
     }
     let (scenario, seed) = read_run(&args.run_dir)?;
-    let mut s = Shrinker {
-        best: scenario.clone(),
-        seed,
-        repeat: args.repeat,
-        work: args.run_dir.join("shrink"),
-        started: Instant::now(),
-        budget: args.budget,
-        candidates: 0,
-        replays: 0,
-        steps: Vec::new(),
-    };
     println!("jetsam shrink {}: {} injection line(s), seed {seed}", args.run_dir.display(), scenario.faults.len());
-    if !s.fails(&scenario)? {
+    let mut replayer =
+        Replayer { seed, repeat: args.repeat, work: args.run_dir.join("shrink"), written: 0, replays: 0 };
+    if !replayer.fails(&scenario)? {
         return Err(ShrinkError::NotFailing(format!(
             "the run's scenario did not fail in {} replay(s) with seed {seed}: nothing to shrink (a flaky failure? try --repeat 5)",
             args.repeat
         )));
     }
-    let expanded = expand(&scenario, seed);
-    if expanded.faults != scenario.faults && s.fails(&expanded)? {
-        s.keep(expanded, "expanded into one line per injection".into());
-    }
-    s.drop_injections()?;
-    s.end_early()?;
-    s.halve_each("heal", |f| f.heal_after.unwrap_or_default(), |f, d| f.heal_after = Some(d), HEAL_MIN)?;
-    s.halve_each("time", at_of, |f, d| f.at = vec![millis(d)], AT_MIN)?;
-    s.end_early()?;
-    s.fewer_clients()?;
-    s.write(args)
+    let started = Instant::now();
+    let (best, steps, candidates) = {
+        let oracle = |c: &Scenario| replayer.fails(c);
+        let mut s = Shrinker { best: scenario, oracle, started, budget: args.budget, candidates: 0, steps: Vec::new() };
+        s.run(seed)?;
+        (s.best, s.steps, s.candidates)
+    };
+    write(args, &best, &steps, candidates + 1, replayer.replays, args.repeat, seed, started)
 }
 
 /// The run's resolved scenario and seed.
@@ -192,7 +223,29 @@ pub fn expand(scenario: &Scenario, seed: u64) -> Scenario {
     out
 }
 
-impl Shrinker {
+impl<F: FnMut(&Scenario) -> Result<bool, ShrinkError>> Shrinker<F> {
+    /// Every step, again while a round kept something (a moved injection may
+    /// make another one droppable), at most [`ROUNDS_MAX`] rounds.
+    fn run(&mut self, seed: u64) -> Result<(), ShrinkError> {
+        let expanded = expand(&self.best, seed);
+        if expanded.faults != self.best.faults && self.fails(&expanded)? {
+            self.keep(expanded, "expanded into one line per injection".into());
+        }
+        for _ in 0..ROUNDS_MAX {
+            let kept = self.steps.len();
+            self.drop_injections()?;
+            self.end_early()?;
+            self.halve_each("heal", |f| f.heal_after.unwrap_or_default(), |f, d| f.heal_after = Some(d), HEAL_MIN)?;
+            self.halve_each("time", at_of, |f, d| f.at = vec![millis(d)], AT_MIN)?;
+            self.end_early()?;
+            self.fewer_clients()?;
+            if self.steps.len() == kept || self.over_budget() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn over_budget(&self) -> bool {
         self.started.elapsed() >= self.budget
     }
@@ -203,32 +256,9 @@ impl Shrinker {
         self.best = candidate;
     }
 
-    /// Whether `candidate` fails in at least one of K replays with the run's seed.
     fn fails(&mut self, candidate: &Scenario) -> Result<bool, ShrinkError> {
         self.candidates += 1;
-        let path = self.work.join(format!("candidate-{}.toml", self.candidates));
-        let write = |source| ShrinkError::Write { path: path.clone(), source };
-        std::fs::create_dir_all(&self.work).map_err(write)?;
-        std::fs::write(&path, toml::to_string_pretty(candidate).expect("a scenario serializes")).map_err(write)?;
-        for _ in 0..self.repeat {
-            self.replays += 1;
-            let options = RunOptions {
-                scenario: path.clone(),
-                overrides: crate::scenario::Overrides { seed: Some(self.seed), ..Default::default() },
-                out: None,
-                results_root: self.work.join("runs"),
-                keep_data: false,
-                interactive: false,
-            };
-            let outcome = run_scenario(&options);
-            match outcome.report.as_ref().map(|r| r.verdict) {
-                Some(Verdict::Fail) => return Ok(true),
-                Some(_) => {}
-                None if outcome.exit_code == exit::BAD_INPUT => return Ok(false), // a candidate the scenario rules refuse
-                None => return Err(ShrinkError::Harness(outcome.error.unwrap_or_else(|| "no verdict".into()))),
-            }
-        }
-        Ok(false)
+        (self.oracle)(candidate)
     }
 
     fn drop_injections(&mut self) -> Result<(), ShrinkError> {
@@ -272,7 +302,8 @@ impl Shrinker {
         for i in 0..self.best.faults.len() {
             for _ in 0..HALVINGS_MAX {
                 let now = get(&self.best.faults[i]);
-                let half = now / 2;
+                // Whole milliseconds: the file says "187ms", not "187500us".
+                let half = Duration::from_millis((now / 2).as_millis() as u64);
                 if self.over_budget() || half < min || self.best.faults[i].every.is_some() {
                     break;
                 }
@@ -303,41 +334,136 @@ impl Shrinker {
         }
         Ok(())
     }
+}
 
-    fn write(&mut self, args: &ShrinkArgs) -> Result<(), ShrinkError> {
-        let path = args.out.clone().unwrap_or_else(|| args.run_dir.join("shrunk.toml"));
-        let mut best = self.best.clone();
-        best.seed = Some(self.seed);
-        best.format_version = None;
-        best.check.expect = Some(Expect::Fail);
-        if !best.name.ends_with("-shrunk") {
-            best.name = format!("{}-shrunk", best.name);
-        }
-        let minutes = self.started.elapsed().as_secs_f64() / 60.0;
-        let mut text = format!(
-            "# Shrunk by jetsam shrink from {} in {minutes:.1} min: {} candidates, {} replays (a candidate fails when\n\
-             # any of {} replays with seed {} fails); {} step(s) kept:\n",
-            args.run_dir.display(),
-            self.candidates,
-            self.replays,
-            self.repeat,
-            self.seed,
-            self.steps.len()
+/// Writes the smallest failing scenario with how it was found, and prints its replay command.
+#[allow(clippy::too_many_arguments)]
+fn write(
+    args: &ShrinkArgs,
+    best: &Scenario,
+    steps: &[String],
+    candidates: u32,
+    replays: u32,
+    repeat: u32,
+    seed: u64,
+    started: Instant,
+) -> Result<(), ShrinkError> {
+    let path = args.out.clone().unwrap_or_else(|| args.run_dir.join("shrunk.toml"));
+    let mut best = best.clone();
+    best.seed = Some(seed);
+    best.format_version = None;
+    best.check.expect = Some(Expect::Fail);
+    if !best.name.ends_with("-shrunk") {
+        best.name = format!("{}-shrunk", best.name);
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let mut text = format!(
+        "# Shrunk by jetsam shrink from {} in {minutes:.1} min: {candidates} candidates, {replays} replays (a candidate\n\
+         # fails when any of {repeat} replays with seed {seed} fails); {} step(s) kept:\n",
+        args.run_dir.display(),
+        steps.len()
+    );
+    for step in steps {
+        text.push_str(&format!("# - {step}\n"));
+    }
+    text.push_str(&toml::to_string_pretty(&best).expect("a scenario serializes"));
+    std::fs::write(&path, text).map_err(|source| ShrinkError::Write { path: path.clone(), source })?;
+    println!(
+        "shrunk to {} injection(s), {} ({candidates} candidates, {replays} replays, {minutes:.1} min): {}",
+        best.faults.len(),
+        format_duration(best.duration),
+        path.display()
+    );
+    println!("replay: jetsam run {} --seed {seed}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(faults: &str) -> Scenario {
+        let text = format!(
+            "name = \"s\"\nnodes = 3\nduration = \"20s\"\nseed = 5\n[stream]\nreplicas = 3\n[workload]\nclients = 8\n{faults}"
         );
-        for step in &self.steps {
-            text.push_str(&format!("# - {step}\n"));
-        }
-        text.push_str(&toml::to_string_pretty(&best).expect("a scenario serializes"));
-        std::fs::write(&path, text).map_err(|source| ShrinkError::Write { path: path.clone(), source })?;
-        println!(
-            "shrunk to {} injection(s), {} ({} candidates, {} replays, {minutes:.1} min): {}",
-            best.faults.len(),
-            format_duration(best.duration),
-            self.candidates,
-            self.replays,
-            path.display()
-        );
-        println!("replay: jetsam run {} --seed {}", path.display(), self.seed);
-        Ok(())
+        Scenario::from_toml_str("s.toml", &text).unwrap()
+    }
+
+    fn line(kind: &str, targets: &str, at: &str, heal: &str) -> String {
+        format!("[[faults]]\nkind = \"{kind}\"\ntargets = {targets}\nat = [\"{at}\"]\nheal_after = \"{heal}\"\n")
+    }
+
+    fn shrink_with(start: Scenario, rule: impl Fn(&Scenario) -> bool) -> (Scenario, u32) {
+        let oracle = |c: &Scenario| Ok(rule(c));
+        let mut s = Shrinker {
+            best: start,
+            oracle,
+            started: Instant::now(),
+            budget: Duration::from_secs(60),
+            candidates: 0,
+            steps: Vec::new(),
+        };
+        s.run(5).unwrap();
+        (s.best, s.candidates)
+    }
+
+    /// A synthetic failure: the system loses writes exactly when every node
+    /// loses power while there are at least 2 clients. Shrink must keep only
+    /// that injection, move it and cut everything else that does not matter.
+    #[test]
+    fn keeps_only_the_injection_that_matters() {
+        let faults = [
+            line("kill", "\"one\"", "2s", "1s"),
+            line("pause", "\"minority\"", "4s", "2s"),
+            line("power-loss", "\"all\"", "9s", "3s"),
+            line("partition", "\"one\"", "12s", "2s"),
+            line("kill", "\"majority\"", "15s", "1s"),
+        ]
+        .concat();
+        let fails = |c: &Scenario| {
+            c.workload.clients >= 2
+                && c.faults.iter().any(|f| f.kind == "power-loss" && f.targets == Targets::Named("all".into()))
+        };
+        let start = scenario(&faults);
+        assert!(fails(&start));
+        let (best, candidates) = shrink_with(start, fails);
+        assert!(fails(&best), "the result still fails");
+        assert_eq!(best.faults.len(), 1, "{:?}", best.faults);
+        let f = &best.faults[0];
+        assert_eq!(f.kind, "power-loss");
+        assert_eq!(f.heal_after, Some(Duration::from_millis(187)), "3 s halved 4 times: {f:?}");
+        assert!(at_of(f) < Duration::from_secs(1), "moved earlier: {f:?}");
+        assert_eq!(best.workload.clients, 2, "clients halved while it still fails");
+        assert!(best.duration < Duration::from_secs(3), "ended soon after the heal: {:?}", best.duration);
+        assert!(candidates < 60, "{candidates} candidates");
+    }
+
+    /// A failure that needs two injections keeps both.
+    #[test]
+    fn keeps_every_injection_a_failure_needs() {
+        let faults = [
+            line("kill", "\"one\"", "2s", "1s"),
+            line("pause", "\"one\"", "5s", "1s"),
+            line("kill", "\"all\"", "8s", "1s"),
+        ]
+        .concat();
+        let fails = |c: &Scenario| {
+            let kinds: Vec<&str> = c.faults.iter().map(|f| f.kind.as_str()).collect();
+            kinds.contains(&"pause") && c.faults.iter().any(|f| f.targets == Targets::Named("all".into()))
+        };
+        let (best, _) = shrink_with(scenario(&faults), fails);
+        let kinds: Vec<&str> = best.faults.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(kinds, ["pause", "kill"]);
+    }
+
+    /// `every` lines become one line per planned injection at its time.
+    #[test]
+    fn expands_every_into_fixed_injections() {
+        let s = scenario("[[faults]]\nkind = \"kill\"\ntargets = \"one\"\nevery = \"6s\"\nheal_after = \"1s\"\n");
+        let e = expand(&s, 5);
+        let ats: Vec<&str> = e.faults.iter().map(|f| f.at[0].as_str()).collect();
+        assert_eq!(ats, ["6000ms", "12000ms", "18000ms"]);
+        assert!(e.faults.iter().all(|f| matches!(&f.targets, Targets::Nodes(n) if n.len() == 1) && f.every.is_none()));
+        assert_eq!(e.faults[0].heal_after, Some(Duration::from_secs(1)));
     }
 }
