@@ -277,6 +277,7 @@ fn run_k(base: &Scenario, palette: &Palette, k: u32, explore_seed: u64, out: &Pa
         results_root: out.to_path_buf(),
         keep_data: false,
         interactive: false,
+        quiet: true,
     };
     let started = Instant::now();
     let outcome = run_scenario(&options);

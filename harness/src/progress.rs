@@ -20,6 +20,8 @@ const BAR_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Prints nothing at all (explore and shrink print one line per run themselves).
+    quiet: bool,
     start: Instant,
     scenario: String,
 }
@@ -40,11 +42,19 @@ impl Progress {
             );
             bar
         });
-        Progress { bar, start: Instant::now(), scenario: scenario.to_string() }
+        Progress { bar, quiet: false, start: Instant::now(), scenario: scenario.to_string() }
+    }
+
+    /// A display that prints nothing.
+    pub fn quiet(scenario: &str) -> Progress {
+        Progress { bar: None, quiet: true, start: Instant::now(), scenario: scenario.to_string() }
     }
 
     /// Announces a phase.
     pub fn phase(&self, phase: &str, detail: &str) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_prefix(phase.to_string());
@@ -57,6 +67,9 @@ impl Progress {
 
     /// A line that stays (warnings, results).
     pub fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.println(text),
             None => println!("{text}"),

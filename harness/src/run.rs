@@ -81,6 +81,9 @@ pub struct RunOptions {
     pub results_root: PathBuf,
     pub keep_data: bool,
     pub interactive: bool,
+    /// Print nothing (explore and shrink print one line per run themselves);
+    /// the run folder holds everything.
+    pub quiet: bool,
 }
 
 /// How a run ended.
@@ -161,6 +164,7 @@ pub fn execute(args: RunArgs) -> i32 {
         results_root: PathBuf::from("results"),
         keep_data: args.keep_data,
         interactive: crate::progress::interactive(),
+        quiet: false,
     };
     let outcome = run_scenario(&options);
     if let Some(e) = &outcome.error {
@@ -309,7 +313,11 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     outcome.run_dir = Some(run_dir.clone());
     write(&run_dir.join(jetsam_checkers::load::SCENARIO_FILE), &resolved.to_toml())?;
     let schedule = schedule::plan(scenario, resolved.seed);
-    let progress = Progress::new(&scenario.name, options.interactive);
+    let progress = if options.quiet {
+        Progress::quiet(&scenario.name)
+    } else {
+        Progress::new(&scenario.name, options.interactive)
+    };
     progress.line(&format!(
         "jetsam run {}: {} nodes, {} for {}, seed {}, {} faults planned, run folder {}",
         scenario.name,
@@ -331,7 +339,9 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
         return Err(RunError::Adapter(why));
     }
     let report = result?;
-    print!("{}", jetsam_checkers::render_summary(&report));
+    if !options.quiet {
+        print!("{}", jetsam_checkers::render_summary(&report));
+    }
     let mut replay = format!(
         "jetsam run {} --seed {} --duration {}",
         resolved.path.display(),
@@ -343,8 +353,10 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     {
         replay.push_str(&format!(" --nats-version {version}"));
     }
-    println!("run folder: {}", run_dir.display());
-    println!("replay: {replay}");
+    if !options.quiet {
+        println!("run folder: {}", run_dir.display());
+        println!("replay: {replay}");
+    }
     if report.verdict == Verdict::Pass && !options.keep_data {
         // The nodes' files and the tracer's undo logs: large, and only needed to investigate a failure.
         for leaf in ["data", "state"] {

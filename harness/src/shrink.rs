@@ -126,6 +126,7 @@ impl Replayer {
                 results_root: self.work.join("runs"),
                 keep_data: false,
                 interactive: false,
+                quiet: true,
             };
             let outcome = run_scenario(&options);
             match outcome.report.as_ref().map(|r| r.verdict) {

@@ -155,6 +155,7 @@ fn run_one(file: &Path, args: &SuiteArgs, interactive: bool) -> CaseLine {
         results_root: args.out.clone().unwrap_or_else(|| PathBuf::from("results")),
         keep_data: false,
         interactive,
+        quiet: false,
     };
     let started = Instant::now();
     let outcome = run_scenario(&options);
