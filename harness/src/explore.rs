@@ -87,8 +87,10 @@ pub struct Palette {
     /// Heal time range: `["500ms", "3s"]`.
     #[serde(default = "default_heal_after")]
     pub heal_after: [String; 2],
-    /// Power-loss models drawn from: `all` (every unsynced page lost) and/or
-    /// `keep-fraction` (a seeded 30% of them survive: torn write-back).
+    /// Power-loss models drawn from: `all` (every unsynced page lost),
+    /// `keep-fraction` (a seeded 30% of them survive: torn write-back) and/or
+    /// `writeback` (pages dirty longer than a drawn 1-30 s survive, as the
+    /// kernel's write-back would have written them).
     #[serde(default = "default_power_loss")]
     pub power_loss: Vec<String>,
 }
@@ -110,6 +112,14 @@ fn default_heal_after() -> [String; 2] {
 }
 fn default_power_loss() -> Vec<String> {
     vec!["all".into()]
+}
+
+/// The range a `writeback` power loss's `writeback_after` is drawn from.
+const WRITEBACK_MIN: Duration = Duration::from_secs(1);
+const WRITEBACK_MAX: Duration = Duration::from_secs(30);
+
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 /// Injections start no earlier than this share of the run's duration ...
@@ -164,7 +174,7 @@ fn check_palette(p: &Palette) -> Result<(), (String, &'static str)> {
     known(&p.kinds, &KINDS, "kinds")?;
     known(&p.targets, &["one", "minority", "majority", "all", "leader"], "targets")?;
     known(&p.shapes, &["majority-minority", "isolate-one", "bridge", "random-halves"], "shapes")?;
-    known(&p.power_loss, &["all", "keep-fraction"], "power_loss")?;
+    known(&p.power_loss, &["all", "keep-fraction", "writeback"], "power_loss")?;
     let (lo, hi) = heal_range(p).map_err(|e| (e, "write durations with units, e.g. [\"500ms\", \"3s\"]"))?;
     if lo.is_zero() || lo > hi {
         return Err((format!("heal_after = {:?}", p.heal_after), "set heal_after = [min, max] with 0 < min <= max"));
@@ -203,16 +213,25 @@ pub fn draw(palette: &Palette, duration: Duration, seed: u64) -> Vec<Fault> {
                 "bitflip" | "truncate" => Targets::Named("one".into()),
                 _ => Targets::Named(palette.targets[rng.gen_range(0..palette.targets.len())].clone()),
             };
-            if kind == "power-loss" && palette.power_loss[rng.gen_range(0..palette.power_loss.len())] == "keep-fraction"
-            {
-                options.insert("keep_fraction".into(), toml::Value::Float(0.3));
+            if kind == "power-loss" {
+                match palette.power_loss[rng.gen_range(0..palette.power_loss.len())].as_str() {
+                    "keep-fraction" => {
+                        options.insert("keep_fraction".into(), toml::Value::Float(0.3));
+                    }
+                    "writeback" => {
+                        // Linux writes dirty pages back after 30 s (dirty_expire_centisecs); draw the age.
+                        let after = uniform(&mut rng, WRITEBACK_MIN, WRITEBACK_MAX);
+                        options.insert("writeback_after".into(), toml::Value::String(millis(after)));
+                    }
+                    _ => {}
+                }
             }
             let at = uniform(&mut rng, from, to);
             Fault {
                 kind,
                 targets,
                 every: None,
-                at: vec![format!("{}ms", at.as_millis())],
+                at: vec![millis(at)],
                 heal_after: Some(uniform(&mut rng, heal_lo, heal_hi)),
                 options,
             }
