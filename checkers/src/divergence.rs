@@ -122,12 +122,13 @@ pub fn compare_all(history: &History, replicas: &[(&str, &Recovered)], skip_empt
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::{HistoryBuilder, RecoveredBuilder};
     use jetsam_core::history::{Op, OpId};
 
-    fn history() -> History {
+    /// Four writes by client 0, acknowledged at seqs 1..=4 (also used by `placement`'s tests).
+    pub(crate) fn history() -> History {
         let mut hb = HistoryBuilder::new();
         for c in 0..4u64 {
             let id = OpId { client: 0, counter: c };

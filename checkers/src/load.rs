@@ -170,12 +170,19 @@ fn list_recovered(dir: &Path) -> Result<Listed, LoadRunError> {
     Ok(listed)
 }
 
+impl Listed {
+    /// Every listed file as (node, suffix): `.jsonl`, then `.unreadable`, then `.offline`.
+    fn files(&self) -> impl Iterator<Item = (&String, &'static str)> {
+        let files = self.jsonl.iter().map(|n| (n, ".jsonl"));
+        let files = files.chain(self.unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX)));
+        files.chain(self.offline.iter().map(|n| (n, OFFLINE_SUFFIX)))
+    }
+}
+
 /// Rejects recovered files of nodes not in the run and contradicting files.
 fn check_listed(dir: &Path, listed: &Listed, nodes: &[String]) -> Result<(), LoadRunError> {
     let expected: BTreeSet<&String> = nodes.iter().collect();
-    let files = listed.jsonl.iter().map(|n| (n, ".jsonl"));
-    let files = files.chain(listed.unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX)));
-    for (node, suffix) in files.chain(listed.offline.iter().map(|n| (n, OFFLINE_SUFFIX))) {
+    for (node, suffix) in listed.files() {
         if !expected.contains(node) {
             return Err(LoadRunError::StrayFile {
                 dir: dir.to_path_buf(),
@@ -202,9 +209,7 @@ fn first_line(path: &Path, empty: &str) -> Result<String, LoadError> {
 
 /// Rejects recovered files of nodes that a known placement does not name.
 fn check_replicas(dir: &Path, listed: &Listed, judged: &Judged) -> Result<(), LoadRunError> {
-    let files = listed.jsonl.iter().map(|n| (n, ".jsonl"));
-    let files = files.chain(listed.unreadable.iter().map(|n| (n, UNREADABLE_SUFFIX)));
-    for (node, suffix) in files.chain(listed.offline.iter().map(|n| (n, OFFLINE_SUFFIX))) {
+    for (node, suffix) in listed.files() {
         if !judged.judges(node) {
             return Err(LoadRunError::NotAReplica {
                 dir: dir.to_path_buf(),

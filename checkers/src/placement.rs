@@ -119,22 +119,11 @@ pub fn weigh_unknown(report: &Report, all_readable: bool, why: &str) -> (Verdict
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{History, HistoryBuilder, Recovered, RecoveredBuilder};
+    use crate::data::{History, Recovered, RecoveredBuilder};
     use crate::{CheckConfig, NodeInput, Overrides, RunInput, check};
-    use jetsam_core::history::{Op, OpId};
     use std::collections::BTreeMap;
 
-    /// Four writes by client 0, acknowledged at seqs 1..=4.
-    fn history() -> History {
-        let mut hb = HistoryBuilder::new();
-        for c in 0..4u64 {
-            let id = OpId { client: 0, counter: c };
-            for op in [Op::invoke(c * 10, id), Op::ok(c * 10 + 1, id, c + 1, "n1")] {
-                hb.push(&op.borrowed()).unwrap();
-            }
-        }
-        hb.finish()
-    }
+    use crate::divergence::tests::history;
 
     fn holding(h: &History, counters: &[u64]) -> NodeInput {
         let mut b = RecoveredBuilder::new(h);
