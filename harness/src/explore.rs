@@ -255,8 +255,11 @@ pub struct RunLine {
     pub acked: Option<u64>,
     pub lost: Option<u64>,
     pub divergent: Option<bool>,
-    /// Each injection as `kind@time(targets, heal)`.
+    /// Each drawn injection as `kind@time(targets, heal)`.
     pub faults: Vec<String>,
+    /// Injections (or their nodes) the run skipped: a node busy with an
+    /// earlier fault, or stopped (warnings in its events.jsonl).
+    pub skipped: u32,
     pub run_dir: Option<String>,
     pub time_s: f64,
     pub error: Option<String>,
@@ -316,10 +319,22 @@ fn run_line(k: u32, seed: u64, path: &Path, o: &RunOutcome, faults: Vec<String>,
         lost: r.map(|r| r.lost),
         divergent: r.map(|r| r.divergent),
         faults,
+        skipped: o.run_dir.as_deref().map_or(0, skipped_injections),
         run_dir: o.run_dir.as_ref().map(|d| d.display().to_string()),
         time_s: time.as_secs_f64(),
         error: o.error.clone(),
     }
+}
+
+/// How many injections a run's events.jsonl says were skipped (the
+/// nemesis's warnings "<kind> skipped: ..." and "<kind> of <node> skipped: ...").
+fn skipped_injections(run_dir: &Path) -> u32 {
+    let Ok(text) = std::fs::read_to_string(run_dir.join(jetsam_checkers::load::EVENTS_FILE)) else { return 0 };
+    let skipped = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "warning" && e["message"].as_str().is_some_and(|m| m.contains(" skipped")));
+    skipped.count() as u32
 }
 
 /// What the workers share: the next run to start and what was found.
@@ -425,8 +440,9 @@ fn worker(
 
 fn record(args: &ExploreArgs, st: &mut State, line: RunLine) {
     let failed = line.verdict.as_deref() == Some(&Verdict::Fail.to_string());
+    let skipped = if line.skipped > 0 { format!(" ({} skipped)", line.skipped) } else { String::new() };
     println!(
-        "explore run {:>4}: {:<7} acked {:>7} lost {:>6}  {}  [{}]",
+        "explore run {:>4}: {:<7} acked {:>7} lost {:>6}  {}{skipped}  [{}]",
         line.run,
         line.verdict.as_deref().unwrap_or("error"),
         line.acked.unwrap_or(0),
