@@ -12,6 +12,7 @@ pub mod explore;
 pub mod junit;
 pub mod merge;
 pub mod nemesis;
+pub mod ports;
 pub mod progress;
 pub mod readback;
 pub mod run;
