@@ -364,9 +364,52 @@ pub fn proc_state(pid: u32) -> Option<char> {
     rest.trim_start().chars().next()
 }
 
+/// The processes of process group `pgid` that have not exited (zombies,
+/// which can no longer write anything, are left out), in pid order. A power
+/// loss waits for this to be empty before putting files back: a node made of
+/// several processes (PostgreSQL's backends) must not finish a write after
+/// its files were restored.
+pub fn group_members_alive(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut alive: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // After the command name (in parentheses, may hold spaces): state, ppid, pgrp.
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next().unwrap_or("Z");
+            let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+            pgrp == Some(pgid) && state != "Z" && state != "X"
+        })
+        .collect();
+    alive.sort_unstable();
+    alive
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_members_alive_lists_a_groups_live_processes_until_they_die() {
+        let dir = tempfile::tempdir().unwrap();
+        // A group leader with a child that outlives nothing: both in the node's group.
+        let mut p = sleeper(dir.path(), "sleep 30 & exec sleep 30");
+        let pid = p.start().unwrap();
+        let deadline = std::time::Instant::now() + T;
+        while group_members_alive(pid).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "both processes show up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(group_members_alive(pid).contains(&pid));
+        p.kill(T).unwrap();
+        // The background child was SIGKILLed with the group; it is gone (or a zombie) soon.
+        while !group_members_alive(pid).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the group is gone: {:?}", group_members_alive(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 
     fn sleeper(dir: &Path, script: &str) -> NodeProcess {
         NodeProcess::new(

@@ -61,6 +61,10 @@ pub enum ClusterError {
         "failed to wait for the traced process {pid} of node {node} to exit within {waited:?} after its tracer was killed; the machine may be overloaded"
     )]
     TraceeAlive { node: String, pid: u32, waited: Duration },
+    #[error(
+        "failed to see every process of node {node} exit within {waited:?} after its power loss (still alive: {pids:?}); the machine may be overloaded"
+    )]
+    GroupAlive { node: String, pids: Vec<u32>, waited: Duration },
 }
 
 /// How the nodes are run, from the scenario's fault kinds.
@@ -91,6 +95,23 @@ pub struct Cluster {
     own_exits: BTreeMap<String, String>,
     /// Keeps the nodes' ports from other jetsam runs until the cluster is dropped.
     _ports: PortLease,
+}
+
+/// Waits (bounded by [`SIGNAL_TIMEOUT`]) until every process of a node's
+/// group, a multi-process server's children too, is gone: a write already
+/// under way must not land after the power loss put its files back.
+fn wait_group_gone(node: &str, group: u32) -> Result<(), ClusterError> {
+    let deadline = std::time::Instant::now() + SIGNAL_TIMEOUT;
+    loop {
+        let alive = jetsam_faults::process::group_members_alive(group);
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ClusterError::GroupAlive { node: node.to_string(), pids: alive, waited: SIGNAL_TIMEOUT });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn mkdir(path: &Path) -> Result<(), ClusterError> {
@@ -265,6 +286,8 @@ impl Cluster {
         assert_eq!(names.len(), seeds.len(), "one discard seed per node");
         let mut exited = Vec::new();
         let mut tracees = Vec::new();
+        // Each node is its own process group, led by the process jetsam spawned.
+        let groups: Vec<Option<u32>> = names.iter().map(|n| self.proc_ref(n).pid()).collect();
         for name in names {
             let state_dir = self.state_dirs.get(name).expect("power loss needs a traced node").clone();
             // The tracee's pid, read before the kill: the tracer wrote it at start.
@@ -278,7 +301,7 @@ impl Cluster {
                 Err(e) => return Err(e.into()),
             }
         }
-        for ((name, seed), tracee) in names.iter().zip(seeds).zip(tracees) {
+        for (((name, seed), tracee), group) in names.iter().zip(seeds).zip(tracees).zip(groups) {
             let state_dir = self.state_dirs[name].clone();
             let data_dir = self.spec(name).data_dir.clone();
             if let Some(pid) = tracee {
@@ -289,6 +312,9 @@ impl Cluster {
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
+            }
+            if let Some(group) = group {
+                wait_group_gone(name, group)?;
             }
             let report = jetsam_faults::power::discard(&data_dir, &state_dir, model, *seed)?;
             let mut d = details.clone();
