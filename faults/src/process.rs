@@ -355,33 +355,45 @@ impl Drop for NodeProcess {
     }
 }
 
+/// The fields of a `/proc/.../stat` file after the command name (which is
+/// in parentheses and may contain spaces): state, ppid, pgrp, ...; `None`
+/// when the file is gone.
+fn stat_fields(path: &Path) -> Option<String> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    Some(stat[stat.rfind(')')? + 1..].trim_start().to_string())
+}
+
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `T`, `Z`, ...), or
 /// `None` when the process is gone.
 pub fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: the state follows the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.trim_start().chars().next()
+    stat_fields(&Path::new("/proc").join(pid.to_string()).join("stat"))?.chars().next()
 }
 
-/// The processes of process group `pgid` that have not exited (zombies,
-/// which can no longer write anything, are left out), in pid order. A power
-/// loss waits for this to be empty before putting files back: a node made of
-/// several processes (PostgreSQL's backends) must not finish a write after
-/// its files were restored.
-pub fn group_members_alive(pgid: u32) -> Vec<u32> {
+/// Whether some thread of process `pid` has not exited. A process whose
+/// leader thread is a zombie may still have threads finishing a syscall.
+fn any_thread_alive(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.filter_map(|t| t.ok()).any(|t| {
+        stat_fields(&t.path().join("stat")).and_then(|f| f.chars().next()).is_some_and(|s| s != 'Z' && s != 'X')
+    })
+}
+
+/// The processes among the members of process group `pgid` (if any) and `also` that
+/// have a thread that has not exited, in pid order (zombies, which can no
+/// longer write anything, are left out). A power loss waits for this to be
+/// empty before putting files back: no write already under way, by any
+/// process or thread of the node, may land after its files were restored.
+/// Processes that left the group (e.g. with `setsid`) are not found here
+/// unless listed in `also`.
+pub fn processes_alive(pgid: Option<u32>, also: &[u32]) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let in_group = |pid: &u32| {
+        let fields = stat_fields(&Path::new("/proc").join(pid.to_string()).join("stat"));
+        pgid.is_some() && fields.and_then(|f| f.split_whitespace().nth(2)?.parse::<u32>().ok()) == pgid
+    };
     let mut alive: Vec<u32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            // After the command name (in parentheses, may hold spaces): state, ppid, pgrp.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next().unwrap_or("Z");
-            let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
-            pgrp == Some(pgid) && state != "Z" && state != "X"
-        })
+        .filter(|pid| (in_group(pid) || also.contains(pid)) && any_thread_alive(*pid))
         .collect();
     alive.sort_unstable();
     alive
@@ -392,21 +404,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn group_members_alive_lists_a_groups_live_processes_until_they_die() {
+    fn processes_alive_lists_a_groups_live_processes_until_they_die() {
         let dir = tempfile::tempdir().unwrap();
         // A group leader with a child that outlives nothing: both in the node's group.
         let mut p = sleeper(dir.path(), "sleep 30 & exec sleep 30");
         let pid = p.start().unwrap();
         let deadline = std::time::Instant::now() + T;
-        while group_members_alive(pid).len() < 2 {
+        while processes_alive(Some(pid), &[]).len() < 2 {
             assert!(std::time::Instant::now() < deadline, "both processes show up");
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(group_members_alive(pid).contains(&pid));
+        assert!(processes_alive(Some(pid), &[]).contains(&pid));
         p.kill(T).unwrap();
         // The background child was SIGKILLed with the group; it is gone (or a zombie) soon.
-        while !group_members_alive(pid).is_empty() {
-            assert!(std::time::Instant::now() < deadline, "the group is gone: {:?}", group_members_alive(pid));
+        while !processes_alive(Some(pid), &[]).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the group is gone: {:?}", processes_alive(Some(pid), &[]));
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -58,11 +58,7 @@ pub enum ClusterError {
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(
-        "failed to wait for the traced process {pid} of node {node} to exit within {waited:?} after its tracer was killed; the machine may be overloaded"
-    )]
-    TraceeAlive { node: String, pid: u32, waited: Duration },
-    #[error(
-        "failed to see every process of node {node} exit within {waited:?} after its power loss (still alive: {pids:?}); the machine may be overloaded"
+        "failed to see every process and thread of node {node} exit within {waited:?} after its power loss (still alive: {pids:?}); the machine may be overloaded"
     )]
     GroupAlive { node: String, pids: Vec<u32>, waited: Duration },
 }
@@ -97,13 +93,15 @@ pub struct Cluster {
     _ports: PortLease,
 }
 
-/// Waits (bounded by [`SIGNAL_TIMEOUT`]) until every process of a node's
-/// group, a multi-process server's children too, is gone: a write already
-/// under way must not land after the power loss put its files back.
-fn wait_group_gone(node: &str, group: u32) -> Result<(), ClusterError> {
+/// Waits (bounded by [`SIGNAL_TIMEOUT`]) until every thread of the node's
+/// process group and of its tracee (in the group unless it left it) has
+/// exited: a write already under way must not land after the power loss
+/// put the files back.
+fn wait_gone(node: &str, group: Option<u32>, tracee: Option<u32>) -> Result<(), ClusterError> {
+    let also: Vec<u32> = tracee.into_iter().collect();
     let deadline = std::time::Instant::now() + SIGNAL_TIMEOUT;
     loop {
-        let alive = jetsam_faults::process::group_members_alive(group);
+        let alive = jetsam_faults::process::processes_alive(group, &also);
         if alive.is_empty() {
             return Ok(());
         }
@@ -304,18 +302,7 @@ impl Cluster {
         for (((name, seed), tracee), group) in names.iter().zip(seeds).zip(tracees).zip(groups) {
             let state_dir = self.state_dirs[name].clone();
             let data_dir = self.spec(name).data_dir.clone();
-            if let Some(pid) = tracee {
-                let deadline = std::time::Instant::now() + SIGNAL_TIMEOUT;
-                while !matches!(jetsam_faults::process::proc_state(pid), None | Some('Z')) {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(ClusterError::TraceeAlive { node: name.clone(), pid, waited: SIGNAL_TIMEOUT });
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-            if let Some(group) = group {
-                wait_group_gone(name, group)?;
-            }
+            wait_gone(name, group, tracee)?;
             let report = jetsam_faults::power::discard(&data_dir, &state_dir, model, *seed)?;
             let mut d = details.clone();
             d.push(("model", serde_json::to_value(report.model).expect("a model serializes")));

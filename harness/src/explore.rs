@@ -118,7 +118,8 @@ fn default_power_loss() -> Vec<String> {
 const WRITEBACK_MIN: Duration = Duration::from_secs(1);
 const WRITEBACK_MAX: Duration = Duration::from_secs(30);
 
-fn millis(d: Duration) -> String {
+/// A duration as whole milliseconds for a scenario file (`"1467ms"`).
+pub(crate) fn millis(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 

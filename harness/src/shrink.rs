@@ -31,6 +31,7 @@
 //! folder is unusable or its run does not fail on replay, 4 on a harness
 //! error.
 
+use crate::explore::millis;
 use crate::run::{RunOptions, run_scenario};
 use crate::schedule::{Selection, plan};
 use jetsam_core::duration::format_duration;
@@ -185,10 +186,6 @@ fn read_run(dir: &Path) -> Result<(Scenario, u64), ShrinkError> {
     let scenario = Scenario::from_toml_str(&path.display().to_string(), &text).map_err(|e| bad(e.to_string()))?;
     let seed = scenario.seed.ok_or_else(|| bad("it has no seed".into()))?;
     Ok((scenario, seed))
-}
-
-fn millis(d: Duration) -> String {
-    format!("{}ms", d.as_millis())
 }
 
 fn at_of(f: &Fault) -> Duration {

@@ -4,6 +4,7 @@
 //! trait and never needs to know which one it runs.
 
 pub mod adapter;
+mod child;
 pub mod nats;
 pub mod node;
 

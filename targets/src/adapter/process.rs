@@ -164,20 +164,7 @@ impl AdapterProcess {
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .process_group(0);
-        let parent = std::process::id();
-        // SAFETY: the closure runs between fork and exec and only calls
-        // async-signal-safe functions (prctl, getppid, raise).
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() as u32 != parent {
-                    libc::raise(libc::SIGKILL);
-                }
-                Ok(())
-            });
-        }
+        crate::child::die_with_parent(command.as_std_mut());
         let mut child = command.spawn().map_err(|e| {
             spawn_err(format!("{program:?} in {}: {e}; check target file field `adapter`", launch.cwd.display()))
         })?;

@@ -84,15 +84,7 @@ async fn read_offline_within(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    // SAFETY: prctl in the child before exec; async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::child::die_with_parent(command.as_std_mut());
     let mut child = command.spawn().map_err(|e| {
         format!("failed to run {} read-offline: {e}; build it with `cargo build --workspace --bins`", binary.display())
     })?;
