@@ -336,8 +336,14 @@ fn nodes_that_refuse_to_start_are_read_offline(dir: &Path) {
     let flipped: BTreeSet<&str> = flips.iter().map(|e| e.nodes[0].as_str()).collect();
     assert_eq!(flipped, BTreeSet::from(["n1", "n2", "n3"]), "{flips:?}");
     assert!(flips.iter().all(|e| e.details["file"] == "meta"), "{flips:?}");
+    // A follower may miss the last few writes a majority acked just before
+    // the kill (per-node `lost` counts writes absent on that node, which is
+    // no loss while another node holds them); the leader holds every one.
+    let behind_max = r.acked / 100;
+    assert!(r.nodes.values().any(|n| n.lost == 0), "some node (the leader) holds every acked write: {r:?}");
     for (name, n) in &r.nodes {
-        assert_eq!((n.read, n.lost), (Some(ReadMode::Offline), 0), "{name}: {n:?}");
+        assert_eq!(n.read, Some(ReadMode::Offline), "{name}: {n:?}");
+        assert!(n.lost <= behind_max, "{name} is at most 1% behind: {n:?}");
         let note = n.read_note.as_deref().unwrap();
         assert!(note.contains("read the whole log") && note.contains("meta (term and vote) is damaged"), "{note}");
         assert!(dir.join(format!("recovered/{name}.offline")).is_file());
