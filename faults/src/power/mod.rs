@@ -16,6 +16,7 @@
 mod discard;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod tracer;
+pub mod trigger;
 pub mod undo;
 
 pub use discard::{DiscardReport, DiscardedFile, discard};

@@ -84,6 +84,9 @@ impl Tracer {
                     }
                 };
                 let durable = flags & O_DSYNC != 0 || rwf & (RWF_DSYNC | RWF_SYNC) != 0;
+                if durable && self.holding_since.is_some() {
+                    return Resume::Hold;
+                }
                 self.write_at(t, offset, len, durable)
             }
             libc::SYS_copy_file_range => {
@@ -94,6 +97,9 @@ impl Tracer {
                 }
                 let (pos, flags) = fdinfo(tid, fd);
                 let offset = if a[3] == 0 { pos } else { read_u64(tid, a[3]).unwrap_or(pos) };
+                if flags & O_DSYNC != 0 && self.holding_since.is_some() {
+                    return Resume::Hold;
+                }
                 self.write_at(t, offset, a[4], flags & O_DSYNC != 0)
             }
             libc::SYS_fallocate => {
@@ -172,35 +178,53 @@ impl Tracer {
             libc::SYS_fsync | libc::SYS_fdatasync => {
                 let fd = a[0] as i32;
                 let Some(t) = self.resolve_fd_any(tid, fd) else { return Resume::Cont };
+                if self.holding_since.is_some() {
+                    return Resume::Hold;
+                }
                 if self.io_error().is_some_and(IoErrorMode::fails_sync) {
                     return Resume::Fail(libc::EIO);
                 }
+                // Counted toward an armed fsync trigger: regular files only.
+                let counted = if t.nlink != u64::MAX && !self.fired {
+                    read_fsync_trigger(&self.state_dir).map(|trigger| Counted { trigger, file: t.rel.clone() })
+                } else {
+                    None
+                };
                 if self.files.contains_key(&t.key) {
                     let mut snap = self.snapshots(|k| k == t.key);
                     // The descriptor's size is known even before the first write of this life.
                     snap.iter_mut().for_each(|s| s.size = Some(t.size));
-                    self.begin_sync(snap)
+                    self.begin_sync(snap, counted)
+                } else if counted.is_some() {
+                    // Nothing unsynced, but its return still counts.
+                    Resume::Exit(Pending::Sync(Vec::new(), counted))
                 } else {
                     Resume::Cont
                 }
             }
             libc::SYS_syncfs => {
                 let Ok(meta) = fs::metadata(format!("/proc/{tid}/fd/{}", a[0] as i32)) else { return Resume::Cont };
+                if meta.dev() == self.data_dev && self.holding_since.is_some() {
+                    return Resume::Hold;
+                }
                 if meta.dev() == self.data_dev && self.io_error().is_some_and(IoErrorMode::fails_sync) {
                     return Resume::Fail(libc::EIO);
                 }
                 if self.files.keys().any(|k| k.dev == meta.dev()) {
-                    self.begin_sync(self.snapshots(|k| k.dev == meta.dev()))
+                    self.begin_sync(self.snapshots(|k| k.dev == meta.dev()), None)
                 } else {
                     Resume::Cont
                 }
             }
             libc::SYS_sync => {
+                if self.holding_since.is_some() {
+                    return Resume::Hold;
+                }
                 if self.io_error().is_some_and(IoErrorMode::fails_sync) {
                     // sync(2) cannot fail: it returns 0 but persists nothing.
                     return Resume::Fail(0);
                 }
-                if self.files.is_empty() { Resume::Cont } else { self.begin_sync(self.snapshots(|_| true)) }
+                if self.files.is_empty() { Resume::Cont } else { self.begin_sync(self.snapshots(|_| true), None) }
             }
             other => unreachable!("syscall {other} routed to decide_sync"),
         }

@@ -24,6 +24,7 @@ mod proc;
 pub use filter::build_filter;
 
 use super::discard::{StateLock, now_ns, try_lock};
+use super::trigger::{FsyncFired, FsyncTrigger, HOLD_MAX, read_fsync_trigger, take_fsync_release, write_fsync_fired};
 use super::undo::{self, FileKey, PAGE_SIZE};
 use super::{IoErrorMode, TRACEE_PID_FILE, WARNINGS_FILE, read_io_error};
 use nix::sys::ptrace;
@@ -282,8 +283,9 @@ struct SyncSnapshot {
 #[derive(Debug, Clone)]
 enum Pending {
     /// fsync/fdatasync of one file, sync(2) or syncfs(2) of its file system:
-    /// on success each file's log is dropped up to its snapshot.
-    Sync(Vec<SyncSnapshot>),
+    /// on success each file's log is dropped up to its snapshot, and a
+    /// counted data-file fsync advances the armed fsync trigger.
+    Sync(Vec<SyncSnapshot>, Option<Counted>),
     /// unlink/rename over the last link of a tracked file: drop its log on success.
     DropIfGone(FileKey),
     /// A write through an O_SYNC/O_DSYNC descriptor (or RWF_[D]SYNC) to a
@@ -291,8 +293,18 @@ enum Pending {
     Durable { key: FileKey, offset: u64 },
 }
 
+/// A data-file fsync that counts toward an armed fsync trigger.
+#[derive(Debug, Clone)]
+struct Counted {
+    trigger: FsyncTrigger,
+    /// The synced file, relative to the data dir.
+    file: String,
+}
+
 /// What the stopped syscall should do next.
 enum Resume {
+    /// Leave it stopped at its entry until the fsync hold is released.
+    Hold,
     /// Run it; no exit stop.
     Cont,
     /// Run it and stop at its exit.
@@ -322,6 +334,14 @@ struct Tracer {
     warned: HashSet<FileKey>,
     /// Source of `Tracked::generation`.
     generations: u64,
+    /// Successful data-file fsyncs seen while an fsync trigger was armed.
+    fsyncs_armed: u64,
+    /// Whether this tracer's fsync trigger fired (it fires once).
+    fired: bool,
+    /// Since when later syncs are held (after a firing that holds).
+    holding_since: Option<std::time::Instant>,
+    /// Threads stopped at a sync's entry while holding, in arrival order.
+    held: Vec<i32>,
 }
 
 fn is_esrch(e: &nix::Error) -> bool {
@@ -363,6 +383,10 @@ impl Tracer {
             pending: HashMap::new(),
             warned: HashSet::new(),
             generations: 0,
+            fsyncs_armed: 0,
+            fired: false,
+            holding_since: None,
+            held: Vec::new(),
         })
     }
 
@@ -370,8 +394,15 @@ impl Tracer {
     fn serve(&mut self) -> i32 {
         loop {
             let mut status = 0;
+            // While syncs are held nothing may ever stop again (every thread
+            // could be held): poll, so a release or HOLD_MAX is noticed.
+            let flags = if self.holding_since.is_some() { libc::__WALL | libc::WNOHANG } else { libc::__WALL };
             // SAFETY: waiting for any tracee.
-            let tid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+            let tid = unsafe { libc::waitpid(-1, &mut status, flags) };
+            if tid == 0 {
+                self.poll_hold();
+                continue;
+            }
             if tid < 0 {
                 let err = io::Error::last_os_error();
                 if err.raw_os_error() == Some(libc::EINTR) {
@@ -382,6 +413,7 @@ impl Tracer {
             }
             if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
                 self.pending.remove(&tid);
+                self.held.retain(|&h| h != tid);
                 if tid == self.leader {
                     return exit_code_of(status);
                 }
@@ -438,6 +470,10 @@ impl Tracer {
         let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
         let resume = self.decide(tid, regs.orig_rax as i64, &args);
         match resume {
+            Resume::Hold => {
+                self.held.push(tid);
+                Ok(())
+            }
             Resume::Cont => ptrace::cont(pid, None),
             Resume::Exit(p) => {
                 self.pending.insert(tid, p);
@@ -458,12 +494,17 @@ impl Tracer {
         if let Some(p) = self.pending.remove(&tid) {
             let ret = ptrace::getregs(pid)?.rax as i64;
             match p {
-                Pending::Sync(snapshots) => {
+                Pending::Sync(snapshots, counted) => {
                     for snap in snapshots {
                         self.end_sync(snap);
                         if ret >= 0 {
                             self.synced(snap);
                         }
+                    }
+                    if let Some(c) = counted
+                        && ret >= 0
+                    {
+                        self.count_fsync(c);
                     }
                 }
                 Pending::DropIfGone(key) if ret >= 0 => self.drop_log(key),
@@ -476,5 +517,48 @@ impl Tracer {
 
     fn io_error(&self) -> Option<IoErrorMode> {
         read_io_error(&self.state_dir)
+    }
+
+    /// A data-file fsync returned successfully while a trigger was armed.
+    fn count_fsync(&mut self, c: Counted) {
+        if self.fired {
+            // Another thread's fsync that was already running: no second firing.
+            return;
+        }
+        self.fsyncs_armed += 1;
+        if self.fsyncs_armed < c.trigger.count {
+            return;
+        }
+        assert_eq!(self.fsyncs_armed, c.trigger.count, "fires at the count, once");
+        self.fired = true;
+        if c.trigger.hold {
+            self.holding_since = Some(std::time::Instant::now());
+        }
+        let fired = FsyncFired { count: self.fsyncs_armed, t_ns: now_ns(), file: c.file };
+        if let Err(e) = write_fsync_fired(&self.state_dir, &fired) {
+            eprintln!("jetsam-tracer: failed to report the fsync trigger's firing: {e}");
+        }
+    }
+
+    /// While holding: let the held syncs go once released or after HOLD_MAX.
+    fn poll_hold(&mut self) {
+        let since = self.holding_since.expect("polled only while holding");
+        let released = take_fsync_release(&self.state_dir);
+        if !released && since.elapsed() < HOLD_MAX {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            return;
+        }
+        if !released {
+            self.warn(&format!("fsync hold not released within {HOLD_MAX:?}: letting the held syncs go"));
+        }
+        self.holding_since = None;
+        for tid in std::mem::take(&mut self.held) {
+            // Decided now, without the hold (the io-error state of now applies).
+            if let Err(e) = self.on_seccomp(tid)
+                && !is_esrch(&e)
+            {
+                eprintln!("jetsam-tracer: ptrace on held thread {tid} failed: {e}");
+            }
+        }
     }
 }
