@@ -14,6 +14,7 @@ pub mod proto;
 pub mod recovered;
 pub mod report;
 pub mod scenario;
+pub mod trigger;
 
 /// Version of the run-folder formats described in `docs/formats.md`.
 /// Bump it (and the docs) whenever a field changes meaning or is removed.

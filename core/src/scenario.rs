@@ -165,6 +165,13 @@ pub struct Fault {
     /// ... or at these fixed times since the load started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub at: Vec<String>,
+    /// ... or once, when this event happens (see [`crate::trigger`]), e.g.
+    /// `acks:5000`, `leader-change`, `fsync:n3:40`, `behind:n3:1000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    /// With `on`: how long after the event the fault fires (default 0).
+    #[serde(default, with = "serde_human::option", skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
     /// How long the fault lasts before its heal.
     #[serde(default, with = "serde_human::option", skip_serializing_if = "Option::is_none")]
     pub heal_after: Option<Duration>,

@@ -232,6 +232,8 @@ pub fn draw(palette: &Palette, duration: Duration, seed: u64) -> Vec<Fault> {
                 kind,
                 targets,
                 every: None,
+                on: None,
+                delay: None,
                 at: vec![millis(at)],
                 heal_after: Some(uniform(&mut rng, heal_lo, heal_hi)),
                 options,

@@ -212,12 +212,16 @@ pub fn expand(scenario: &Scenario, seed: u64) -> Scenario {
                 kind: p.kind.clone(),
                 targets,
                 every: None,
+                on: None,
+                delay: None,
                 at: vec![millis(p.at)],
                 heal_after: Some(p.heal_at.saturating_sub(p.at)),
                 options: line.options.clone(),
             }
         })
         .collect();
+    // Event-triggered lines are not planned (they fire at run time): kept as written.
+    out.faults.extend(scenario.faults.iter().filter(|f| f.on.is_some()).cloned());
     out
 }
 
@@ -269,7 +273,11 @@ impl<F: FnMut(&Scenario) -> Result<bool, ShrinkError>> Shrinker<F> {
             let mut c = self.best.clone();
             let gone = c.faults.remove(i);
             if self.fails(&c)? {
-                self.keep(c, format!("dropped {}@{}", gone.kind, gone.at.join("+")));
+                let when = match &gone.on {
+                    Some(on) => format!("on {on}"),
+                    None => gone.at.join("+"),
+                };
+                self.keep(c, format!("dropped {}@{when}", gone.kind));
             }
         }
         Ok(())
