@@ -355,6 +355,22 @@ pub(super) fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Re
         return Err(ctx.invalid(line(key), format!("{which}: unknown key {key:?}"), fix));
     }
     validate_fault_options(ctx, s, i, f)?;
+    validate_targets(ctx, s, i, f)?;
+    validate_timing(ctx, s, i, f)?;
+    if f.heal_after.is_some_and(|h| h.is_zero()) {
+        return Err(ctx.invalid(
+            line("heal_after"),
+            format!("{which}: heal_after = \"0s\""),
+            "set a positive heal_after (how long the fault lasts)",
+        ));
+    }
+    Ok(())
+}
+
+/// A fault line's targets: a selector word or known node names, each once.
+fn validate_targets(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), ScenarioError> {
+    let line = |key| ctx.line("faults", Some(i), key);
+    let which = format!("faults[{i}] ({})", f.kind);
     match &f.targets {
         Targets::Named(word) => {
             if !SELECTORS.contains(&word.as_str()) {
@@ -392,6 +408,13 @@ pub(super) fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Re
             }
         }
     }
+    Ok(())
+}
+
+/// When a fault line fires: every, or at (times within the run).
+fn validate_timing(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), ScenarioError> {
+    let line = |key| ctx.line("faults", Some(i), key);
+    let which = format!("faults[{i}] ({})", f.kind);
     match (f.every, f.at.is_empty()) {
         (Some(_), false) => {
             return Err(ctx.invalid(
@@ -426,13 +449,6 @@ pub(super) fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Re
                 }
             }
         }
-    }
-    if f.heal_after.is_some_and(|h| h.is_zero()) {
-        return Err(ctx.invalid(
-            line("heal_after"),
-            format!("{which}: heal_after = \"0s\""),
-            "set a positive heal_after (how long the fault lasts)",
-        ));
     }
     Ok(())
 }
