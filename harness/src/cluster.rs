@@ -75,7 +75,9 @@ pub struct ClusterOptions {
 impl ClusterOptions {
     pub fn for_scenario(scenario: &Scenario) -> ClusterOptions {
         let has = |kinds: &[&str]| scenario.faults.iter().any(|f| kinds.contains(&f.kind.as_str()));
-        ClusterOptions { traced: has(&["power-loss", "io-error"]), proxied: has(&["partition"]) }
+        // An fsync trigger is counted by the tracer, whatever the fault it fires.
+        let fsync_trigger = scenario.faults.iter().any(|f| f.on.as_deref().is_some_and(|on| on.starts_with("fsync:")));
+        ClusterOptions { traced: has(&["power-loss", "io-error"]) || fsync_trigger, proxied: has(&["partition"]) }
     }
 }
 
@@ -203,6 +205,11 @@ impl Cluster {
 
     pub fn specs(&self) -> &[NodeSpec] {
         &self.specs
+    }
+
+    /// The tracer's state dir of a traced node.
+    pub fn state_dir(&self, name: &str) -> Option<&Path> {
+        self.state_dirs.get(name).map(PathBuf::as_path)
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -22,3 +22,4 @@ pub mod shard;
 pub mod shrink;
 pub mod suite;
 pub mod suite_index;
+pub mod triggers;

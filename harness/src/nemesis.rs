@@ -21,15 +21,18 @@
 
 use crate::cluster::{Cluster, ClusterError, Details, DiskFault};
 use crate::events::EventLog;
-use crate::schedule::{Planned, Schedule, Selection};
+use crate::schedule::{Planned, Schedule, Selection, derive_seed, is_network, select};
+use crate::triggers::{Fired, Triggers};
 use jetsam_core::event::EventKind;
 use jetsam_core::scenario::{Fault, Scenario};
 use jetsam_faults::net::Shape;
 use jetsam_faults::power::{DiscardModel, IoErrorMode};
 use jetsam_faults::process::{ProcState, ProcessError};
 use jetsam_targets::Target;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How often the nemesis checks that running nodes have not died on their own.
@@ -60,80 +63,243 @@ fn planned_details(p: &Planned) -> Details {
     ]
 }
 
-/// Runs the schedule from `load_start` for `duration`.
+/// The load phase as the nemesis sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Load<'a> {
+    pub start: tokio::time::Instant,
+    pub duration: Duration,
+    /// The workload's acknowledged writes so far (`acks:K` triggers).
+    pub acked: &'a AtomicU64,
+}
+
+/// The injections of one run: the plan's, then event-triggered ones as
+/// their events happen, each with the nodes it hit.
+struct Timeline {
+    planned: Vec<Planned>,
+    /// What fired each triggered injection (None for the plan's).
+    fired: Vec<Option<Fired>>,
+    hit: Vec<Vec<String>>,
+    actions: BTreeSet<(Duration, Action)>,
+}
+
+impl Timeline {
+    fn new(schedule: &Schedule, duration: Duration) -> Timeline {
+        let mut t = Timeline { planned: Vec::new(), fired: Vec::new(), hit: Vec::new(), actions: BTreeSet::new() };
+        for p in &schedule.planned {
+            t.add(p.clone(), None, duration);
+        }
+        for (i, s) in schedule.skipped.iter().enumerate() {
+            t.actions.insert((s.at, Action::Skip(i)));
+        }
+        t
+    }
+
+    fn add(&mut self, p: Planned, fired: Option<Fired>, duration: Duration) {
+        let i = self.planned.len();
+        self.actions.insert((p.at, Action::Inject(i)));
+        if p.heal_at < duration {
+            self.actions.insert((p.heal_at, Action::Heal(i)));
+        }
+        self.planned.push(p);
+        self.fired.push(fired);
+        self.hit.push(Vec::new());
+    }
+
+    /// Nodes under an injection that has not healed yet.
+    fn busy(&self, now: Duration) -> BTreeSet<String> {
+        self.planned
+            .iter()
+            .zip(&self.hit)
+            .filter(|(p, _)| p.at <= now && now < p.heal_at)
+            .flat_map(|(_, hit)| hit.iter().cloned())
+            .collect()
+    }
+
+    fn network_busy(&self, now: Duration) -> bool {
+        self.planned.iter().any(|p| p.selection == Selection::Network && p.at <= now && now < p.heal_at)
+    }
+}
+
+/// Runs the schedule, and the event-triggered fault lines, during the load.
 pub async fn run(
     scenario: &Scenario,
     schedule: &Schedule,
     cluster: &mut Cluster,
     target: &dyn Target,
     events: &EventLog,
-    load_start: tokio::time::Instant,
-    duration: Duration,
+    load: Load<'_>,
 ) -> Result<NemesisSummary, ClusterError> {
-    let mut timeline: Vec<(Duration, Action)> = Vec::new();
-    for (i, p) in schedule.planned.iter().enumerate() {
-        timeline.push((p.at, Action::Inject(i)));
-        if p.heal_at < duration {
-            timeline.push((p.heal_at, Action::Heal(i)));
-        }
-    }
-    for (i, s) in schedule.skipped.iter().enumerate() {
-        timeline.push((s.at, Action::Skip(i)));
-    }
-    timeline.sort();
-    // The nodes each injection actually hit, which its heal restores.
-    let mut hit: Vec<Vec<String>> = vec![Vec::new(); schedule.planned.len()];
+    let mut timeline = Timeline::new(schedule, load.duration);
+    let mut triggers = Triggers::arm(scenario, cluster)?;
     let mut summary = NemesisSummary::default();
-    for (at, action) in timeline {
-        watch_until(cluster, events, load_start + at).await?;
+    loop {
+        let next = timeline.actions.first().map(|(at, _)| *at);
+        let until = next.map_or(load.duration, |at| at.min(load.duration));
+        let fired = watch_until(cluster, events, &mut triggers, target, &load, until).await?;
+        if !fired.is_empty() {
+            for f in fired {
+                place_triggered(scenario, cluster, events, &mut timeline, f, &load, &mut summary)?;
+            }
+            continue;
+        }
+        let Some((at, action)) = timeline.actions.pop_first() else { break };
+        if at >= load.duration {
+            // Never happens for the plan's actions (all before the end); kept as a guard.
+            timeline.actions.insert((at, action));
+            break;
+        }
         match action {
             Action::Skip(i) => {
                 let s = &schedule.skipped[i];
-                events.record(
-                    EventKind::Warning,
-                    vec![],
-                    [
-                        ("message", format!("{} skipped: {}", s.kind, s.reason).into()),
-                        ("fault", (s.fault as u64).into()),
-                        ("planned_ns", u64::try_from(s.at.as_nanos()).expect("fits").into()),
-                    ],
-                )?;
+                record_skip(events, &s.kind, s.fault, s.at, &s.reason, vec![])?;
                 summary.skipped += 1;
             }
             Action::Inject(i) => {
-                let p = &schedule.planned[i];
-                hit[i] = inject(p, &scenario.faults[p.fault], cluster, target, events).await?;
-                summary.injected += hit[i].len().max(usize::from(p.selection == Selection::Network)) as u64;
+                let p = timeline.planned[i].clone();
+                let mut details = planned_details(&p);
+                if let Some(f) = &timeline.fired[i] {
+                    details.extend(trigger_details(f));
+                }
+                let hit = inject(&p, &scenario.faults[p.fault], cluster, target, events, details).await?;
+                if let Some(f) = &timeline.fired[i] {
+                    crate::triggers::release(cluster, &f.trigger)?;
+                }
+                summary.injected += hit.len().max(usize::from(p.selection == Selection::Network)) as u64;
+                timeline.hit[i] = hit;
             }
             Action::Heal(i) => {
-                let p = &schedule.planned[i];
-                summary.healed += heal(p, &hit[i], cluster, events)?;
+                let p = &timeline.planned[i];
+                summary.healed += heal(p, &timeline.hit[i], cluster, events)?;
             }
         }
     }
-    // Keep watching until the load phase ends.
-    watch_until(cluster, events, load_start + duration).await?;
+    let acked = load.acked.load(Ordering::Relaxed);
+    for (fault, trigger, seen) in triggers.never_fired(acked)? {
+        let reason = format!("its event {trigger} never happened during the load ({seen})");
+        let kind = &scenario.faults[fault].kind;
+        record_skip(events, kind, fault, load.duration, &reason, vec![("trigger", trigger.to_string().into())])?;
+        summary.skipped += 1;
+    }
     Ok(summary)
 }
 
-/// Sleeps until `until`, checking every [`WATCH_INTERVAL`] that running
-/// nodes are still there: a node that dies on its own (a crash, not a fault
-/// of ours) is recorded as a `warning` when it happens and stays down until
-/// its fault's heal or the final heal, as Jepsen's nemesis leaves it.
+fn record_skip(
+    events: &EventLog,
+    kind: &str,
+    fault: usize,
+    at: Duration,
+    reason: &str,
+    mut extra: Details,
+) -> Result<(), ClusterError> {
+    let mut details: Details = vec![
+        ("message", format!("{kind} skipped: {reason}").into()),
+        ("fault", (fault as u64).into()),
+        ("planned_ns", u64::try_from(at.as_nanos()).expect("fits").into()),
+    ];
+    details.append(&mut extra);
+    events.record(EventKind::Warning, vec![], details)?;
+    Ok(())
+}
+
+/// What an injection's event records about the trigger that fired it.
+fn trigger_details(f: &Fired) -> Details {
+    let mut d: Details = vec![
+        ("trigger", f.trigger.to_string().into()),
+        ("triggered_ns", u64::try_from(f.seen_at.as_nanos()).expect("fits").into()),
+    ];
+    d.extend(f.details.iter().cloned());
+    d
+}
+
+/// Places a fired trigger's injection after its delay, on the nodes free
+/// then, or records why it cannot be placed.
+fn place_triggered(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    events: &EventLog,
+    timeline: &mut Timeline,
+    fired: Fired,
+    load: &Load<'_>,
+    summary: &mut NemesisSummary,
+) -> Result<(), ClusterError> {
+    let f = &scenario.faults[fired.fault];
+    let at = fired.seen_at + f.delay.unwrap_or_default();
+    let heal_at = at + f.heal_after.expect("resolved: heal_after set");
+    let seed = derive_seed(scenario.seed.expect("resolved: seed set"), &format!("trigger/{}", fired.fault));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let skip = |reason: String| -> Result<(), ClusterError> {
+        crate::triggers::release(cluster, &fired.trigger)?;
+        record_skip(events, &f.kind, fired.fault, at, &reason, trigger_details(&fired))
+    };
+    if at >= load.duration {
+        summary.skipped += 1;
+        return skip(format!("{} fired, but its delay ends after the load", fired.trigger));
+    }
+    let selection = if is_network(&f.kind) {
+        if timeline.network_busy(at) {
+            summary.skipped += 1;
+            return skip("an earlier partition is not healed yet".into());
+        }
+        Selection::Network
+    } else {
+        let busy = timeline.busy(at);
+        let names = cluster.names();
+        let free: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !busy.contains(*n) && cluster.state(n) == ProcState::Running)
+            .collect();
+        let minority = crate::schedule::disk_minority(scenario, scenario.seed.expect("resolved"));
+        match select(f, &names, &free, &minority, &mut rng) {
+            Ok(selection) => selection,
+            Err(reason) => {
+                summary.skipped += 1;
+                return skip(reason);
+            }
+        }
+    };
+    let planned = Planned { fault: fired.fault, kind: f.kind.clone(), at, heal_at, selection, seed: rng.next_u64() };
+    timeline.add(planned, Some(fired), load.duration);
+    Ok(())
+}
+
+/// Sleeps until `until` (since the load started), checking every
+/// [`WATCH_INTERVAL`] that running nodes are still there, and every
+/// [`crate::triggers::POLL_INTERVAL`] whether a waiting event happened;
+/// returns early with the events that did. A node that dies on its own (a
+/// crash, not a fault of ours) is recorded as a `warning` when it happens
+/// and stays down until its fault's heal or the final heal, as Jepsen's
+/// nemesis leaves it.
 async fn watch_until(
     cluster: &mut Cluster,
     events: &EventLog,
-    until: tokio::time::Instant,
-) -> Result<(), ClusterError> {
+    triggers: &mut Triggers,
+    target: &dyn Target,
+    load: &Load<'_>,
+    until: Duration,
+) -> Result<Vec<Fired>, ClusterError> {
+    let until = load.start + until;
+    let step = if triggers.is_empty() { WATCH_INTERVAL } else { crate::triggers::POLL_INTERVAL };
+    let mut watched_at: Option<tokio::time::Instant> = None;
     loop {
-        for name in cluster.names() {
-            cluster.check_alive(&name, events)?;
+        let now = tokio::time::Instant::now();
+        if watched_at.is_none_or(|t| now.duration_since(t) >= WATCH_INTERVAL) {
+            watched_at = Some(now);
+            for name in cluster.names() {
+                cluster.check_alive(&name, events)?;
+            }
+        }
+        if !triggers.is_empty() {
+            let fired = triggers.poll(cluster, target, load.acked.load(Ordering::Relaxed), load.start).await?;
+            if !fired.is_empty() {
+                return Ok(fired);
+            }
         }
         let now = tokio::time::Instant::now();
         if now >= until {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        tokio::time::sleep_until(until.min(now + WATCH_INTERVAL)).await;
+        tokio::time::sleep_until(until.min(now + step)).await;
     }
 }
 
@@ -161,8 +327,8 @@ async fn inject(
     cluster: &mut Cluster,
     target: &dyn Target,
     events: &EventLog,
+    mut details: Details,
 ) -> Result<Vec<String>, ClusterError> {
-    let mut details = planned_details(p);
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let nodes = match &p.selection {
         Selection::Network => {

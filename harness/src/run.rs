@@ -412,10 +412,11 @@ async fn phases(
         progress.spawn_load_ticker(scenario.duration, counters.clone(), move || events.faults())
     };
     let load_start = tokio::time::Instant::now();
+    let nemesis_load = crate::nemesis::Load { start: load_start, duration: scenario.duration, acked: &counters.acked };
     let load = async {
         tokio::join!(
             jetsam_workloads::run(&config, publishers, sink, counters.clone()),
-            crate::nemesis::run(scenario, schedule, &mut cluster, target, &events, load_start, scenario.duration),
+            crate::nemesis::run(scenario, schedule, &mut cluster, target, &events, nemesis_load),
         )
     };
     // An adapter that breaks the protocol ends the load at once: nothing it

@@ -16,7 +16,7 @@
 //! This module plans only; the nemesis executes the plan.
 
 use jetsam_core::duration::parse_duration;
-use jetsam_core::scenario::{Scenario, Targets};
+use jetsam_core::scenario::{Fault, Scenario, Targets};
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -157,48 +157,18 @@ pub fn plan(scenario: &Scenario, run_seed: u64) -> Schedule {
             });
             continue;
         }
-        let (chosen, selection): (Vec<&str>, Selection) = match &f.targets {
-            Targets::Named(_) if is_disk(&f.kind) => {
-                let chosen: Vec<&str> = minority.iter().map(String::as_str).filter(|n| free.contains(n)).collect();
-                if chosen.is_empty() {
-                    schedule.skipped.push(skip(format!(
-                        "every node of the disk-fault minority ({}) is under another fault",
-                        minority.join(", ")
-                    )));
-                    continue;
-                }
-                (chosen.clone(), Selection::Nodes(chosen.iter().map(|n| n.to_string()).collect()))
+        let selection = match select(f, &names, &free, &minority, rng) {
+            Ok(selection) => selection,
+            Err(reason) => {
+                schedule.skipped.push(skip(reason));
+                continue;
             }
-            Targets::Named(word) => {
-                let count = selector_count(word, names.len());
-                if count == 0 {
-                    schedule.skipped.push(skip(format!("{word} of {} nodes is no node", names.len())));
-                    continue;
-                }
-                if free.len() < count {
-                    schedule.skipped.push(skip(format!(
-                        "{word} needs {count} nodes but only {} are free of other faults",
-                        free.len()
-                    )));
-                    continue;
-                }
-                let mut chosen: Vec<&str> = free.choose_multiple(rng, count).copied().collect();
-                chosen.sort_by_key(|n| names.iter().position(|m| m == n));
-                if word == "leader" {
-                    (chosen.clone(), Selection::Leader { fallback: chosen[0].to_string() })
-                } else {
-                    (chosen.clone(), Selection::Nodes(chosen.iter().map(|n| n.to_string()).collect()))
-                }
-            }
-            Targets::Nodes(list) => {
-                let busy: Vec<&str> = list.iter().map(String::as_str).filter(|n| !free.contains(n)).collect();
-                if !busy.is_empty() {
-                    schedule.skipped.push(skip(format!("{} still under an earlier fault", busy.join(", "))));
-                    continue;
-                }
-                let chosen: Vec<&str> = list.iter().map(String::as_str).collect();
-                (chosen.clone(), Selection::Nodes(list.clone()))
-            }
+        };
+        // Borrowed from `names`, which outlives the busy map.
+        let chosen: Vec<&str> = match &selection {
+            Selection::Nodes(nodes) => names.iter().filter(|n| nodes.contains(n)).map(String::as_str).collect(),
+            Selection::Leader { fallback } => names.iter().filter(|n| *n == fallback).map(String::as_str).collect(),
+            Selection::Network => unreachable!("network faults are placed above"),
         };
         for n in &chosen {
             busy_until.insert(n, at + heal_after);
@@ -213,6 +183,55 @@ pub fn plan(scenario: &Scenario, run_seed: u64) -> Schedule {
         });
     }
     schedule
+}
+
+/// Whom one node-fault injection hits, among the `free` nodes (those under
+/// no other fault now): `Err` says why it cannot be placed. Used by the plan
+/// and by the nemesis for event-triggered faults, whose time is known only
+/// when the event happens.
+pub fn select(
+    f: &Fault,
+    names: &[String],
+    free: &[&str],
+    minority: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Result<Selection, String> {
+    assert!(!is_network(&f.kind), "partitions take the network, not nodes");
+    match &f.targets {
+        Targets::Named(_) if is_disk(&f.kind) => {
+            let chosen: Vec<String> = minority.iter().filter(|n| free.contains(&n.as_str())).cloned().collect();
+            if chosen.is_empty() {
+                return Err(format!(
+                    "every node of the disk-fault minority ({}) is under another fault",
+                    minority.join(", ")
+                ));
+            }
+            Ok(Selection::Nodes(chosen))
+        }
+        Targets::Named(word) => {
+            let count = selector_count(word, names.len());
+            if count == 0 {
+                return Err(format!("{word} of {} nodes is no node", names.len()));
+            }
+            if free.len() < count {
+                return Err(format!("{word} needs {count} nodes but only {} are free of other faults", free.len()));
+            }
+            let mut chosen: Vec<&str> = free.choose_multiple(rng, count).copied().collect();
+            chosen.sort_by_key(|n| names.iter().position(|m| m == n));
+            if word == "leader" {
+                Ok(Selection::Leader { fallback: chosen[0].to_string() })
+            } else {
+                Ok(Selection::Nodes(chosen.iter().map(|n| n.to_string()).collect()))
+            }
+        }
+        Targets::Nodes(list) => {
+            let busy: Vec<&str> = list.iter().map(String::as_str).filter(|n| !free.contains(n)).collect();
+            if !busy.is_empty() {
+                return Err(format!("{} still under an earlier fault", busy.join(", ")));
+            }
+            Ok(Selection::Nodes(list.clone()))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -122,6 +122,24 @@ fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
             &[":15:", "unknown key \"bits\""],
         ),
         ("bad sync", ("sync = \"always\"", "sync = \"sometimes\""), &[":8:", "stream.sync"]),
+        ("unknown event", ("every = \"2s\"", "on = \"commit:5\""), &[":16:", "unknown event \"commit:5\"", "acks:K"]),
+        ("on and every", ("every = \"2s\"", "every = \"2s\"\non = \"acks:5\""), &[":16:", "both on and every"]),
+        ("zero acks", ("every = \"2s\"", "on = \"acks:0\""), &[":16:", "at least 1"]),
+        ("event on an unknown node", ("every = \"2s\"", "on = \"fsync:n9:40\""), &[":16:", "unknown node \"n9\""]),
+        ("delay without on", ("every = \"2s\"", "every = \"2s\"\ndelay = \"1s\""), &[":17:", "delay without on"]),
+        (
+            "delay past the end",
+            ("every = \"2s\"", "on = \"acks:5\"\ndelay = \"9s\""),
+            &[":17:", "not shorter than the run"],
+        ),
+        (
+            "an event the target cannot see",
+            (
+                "targets = \"one\"\nevery = \"2s\"",
+                "targets = \"one\"\non = \"behind:n2:100\"\n\n[target]\nkind = \"nats\"\nversion = \"2.12.1\"",
+            ),
+            &[":16:", "target kind \"nats\" cannot see the event behind:n2:100", "reference node"],
+        ),
     ];
     for (what, (from, to), fragments) in cases {
         assert!(GOOD.contains(from), "{what}: the edit must apply");

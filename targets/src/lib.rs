@@ -206,6 +206,21 @@ pub trait Target: Send + Sync {
         Box::pin(async { None })
     }
 
+    /// Whether the target can tell how far a node lags the leader (the
+    /// `behind:NODE:K` fault trigger); a scenario using it on a target that
+    /// cannot is refused (exit 2).
+    fn sees_behind(&self) -> bool {
+        false
+    }
+
+    /// How many stream entries `node` lacks that the leader holds, now;
+    /// `None` when unknown (no leader, the node does not answer). Asked
+    /// every few milliseconds while a `behind` trigger waits, so bounded
+    /// and cheap.
+    fn behind<'a>(&'a self, _nodes: &'a [NodeSpec], _node: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async { None })
+    }
+
     /// Whether peers reach a node at its client port (one port for clients
     /// and replication, as PostgreSQL and Redis have): then the controller
     /// makes `peer_listen_addr` the client address.

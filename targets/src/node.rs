@@ -93,6 +93,14 @@ fn leader_of(statuses: &[(String, Result<NodeStatus, String>)]) -> Option<String
         .map(|(_, name)| name)
 }
 
+/// How many entries `node` lacks that the leader (highest term) holds:
+/// the difference of their last sequence numbers.
+fn behind_of(statuses: &[(String, Result<NodeStatus, String>)], node: &str) -> Option<u64> {
+    let leader = leader_of(statuses)?;
+    let last_seq = |name: &str| statuses.iter().find(|(n, _)| n == name)?.1.as_ref().ok().map(|s| s.last_seq);
+    Some(last_seq(&leader)?.saturating_sub(last_seq(node)?))
+}
+
 fn describe(statuses: &[(String, Result<NodeStatus, String>)]) -> String {
     statuses
         .iter()
@@ -409,6 +417,14 @@ impl Target for NodeTarget {
 
     fn leader<'a>(&'a self, nodes: &'a [NodeSpec]) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move { leader_of(&statuses(nodes).await) })
+    }
+
+    fn sees_behind(&self) -> bool {
+        true
+    }
+
+    fn behind<'a>(&'a self, nodes: &'a [NodeSpec], node: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move { behind_of(&statuses(nodes).await, node) })
     }
 
     fn wait_converged<'a>(

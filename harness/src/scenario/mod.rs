@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod validate;
-use validate::{check_seed, validate};
+use validate::{check_seed, validate, validate_triggers_seen};
 
 /// Fault kinds `jetsam run` injects.
 pub const FAULT_KINDS_SUPPORTED: &[&str] =
@@ -122,6 +122,7 @@ pub fn load(
             let line = ctx.line_of_message(&message);
             ScenarioError::Invalid { file: file.clone(), line, message, fix }
         })?;
+        validate_triggers_seen(&ctx, &scenario, target)?;
     }
     let seed = scenario.seed.unwrap_or_else(seed_if_unset);
     scenario.seed = Some(seed);

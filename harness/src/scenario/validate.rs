@@ -3,6 +3,7 @@
 //! rejection is a user error naming the line of the offending key and the fix.
 
 use super::*;
+use jetsam_core::trigger::{Trigger, TriggerError};
 
 use jetsam_core::duration::parse_duration;
 
@@ -411,10 +412,20 @@ fn validate_targets(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), 
     Ok(())
 }
 
-/// When a fault line fires: every, or at (times within the run).
+/// When a fault line fires: every, at (times within the run), or on an event.
 fn validate_timing(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), ScenarioError> {
     let line = |key| ctx.line("faults", Some(i), key);
     let which = format!("faults[{i}] ({})", f.kind);
+    if f.on.is_some() {
+        return validate_trigger(ctx, s, i, f);
+    }
+    if f.delay.is_some() {
+        return Err(ctx.invalid(
+            line("delay"),
+            format!("{which}: delay without on"),
+            "delay is the wait after an event: add on = \"acks:1000\" (or another event) or remove delay",
+        ));
+    }
     match (f.every, f.at.is_empty()) {
         (Some(_), false) => {
             return Err(ctx.invalid(
@@ -427,7 +438,7 @@ fn validate_timing(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), S
             return Err(ctx.invalid(
                 line("kind"),
                 format!("{which}: no every and no at: it would never happen"),
-                "add every = \"5s\" or at = [\"3s\"]",
+                "add every = \"5s\", at = [\"3s\"] or on = \"acks:1000\"",
             ));
         }
         (Some(every), true) => {
@@ -448,6 +459,70 @@ fn validate_timing(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), S
                     ));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// An event-triggered fault line: `on` alone (no every, no at), a known
+/// event on known nodes, a delay within the run.
+fn validate_trigger(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), ScenarioError> {
+    let line = |key| ctx.line("faults", Some(i), key);
+    let which = format!("faults[{i}] ({})", f.kind);
+    let on = f.on.as_deref().expect("called for on lines");
+    if f.every.is_some() || !f.at.is_empty() {
+        let key = if f.every.is_some() { "every" } else { "at" };
+        return Err(ctx.invalid(
+            line(key),
+            format!("{which}: both on and {key}"),
+            "a fault fires on an event (on) or at times (every, at), not both: remove one",
+        ));
+    }
+    let trigger: Trigger = on.parse().map_err(|e: TriggerError| {
+        ctx.invalid(line("on"), format!("{which}: on: {e}"), "see docs/scenarios.md, \"Event triggers\"")
+    })?;
+    if let Some(node) = trigger.node()
+        && !s.node_names().iter().any(|n| n == node)
+    {
+        return Err(ctx.invalid(
+            line("on"),
+            format!("{which}: on = {on:?} names unknown node {node:?}"),
+            format!("nodes of this scenario are {}", s.node_names().join(", ")),
+        ));
+    }
+    if let Trigger::Fsync { node, .. } = &trigger {
+        // One armed count per node's tracer.
+        let earlier = s.faults[..i].iter().filter_map(|g| g.on.as_deref()?.parse::<Trigger>().ok());
+        if earlier.into_iter().any(|t| matches!(&t, Trigger::Fsync { node: other, .. } if other == node)) {
+            return Err(ctx.invalid(
+                line("on"),
+                format!("{which}: a second fsync trigger on {node}"),
+                "a node's tracer counts for one fsync trigger: keep one per node",
+            ));
+        }
+    }
+    if let Some(delay) = f.delay
+        && delay >= s.duration
+    {
+        return Err(ctx.invalid(
+            line("delay"),
+            format!("{which}: delay {delay:?} is not shorter than the run ({:?})", s.duration),
+            "use a delay below the duration",
+        ));
+    }
+    Ok(())
+}
+
+/// Events the target cannot see are refused before anything starts.
+pub(super) fn validate_triggers_seen(ctx: &Ctx, s: &Scenario, target: &dyn Target) -> Result<(), ScenarioError> {
+    for (i, f) in s.faults.iter().enumerate() {
+        let Some(Ok(trigger)) = f.on.as_deref().map(str::parse::<Trigger>) else { continue };
+        if matches!(trigger, Trigger::Behind { .. }) && !target.sees_behind() {
+            return Err(ctx.invalid(
+                ctx.line("faults", Some(i), "on"),
+                format!("faults[{i}] ({}): target kind {:?} cannot see the event {trigger}", f.kind, target.kind()),
+                "behind:NODE:K needs a target that reports each node's position (the reference node); use acks:K, leader-change or fsync:NODE:K",
+            ));
         }
     }
     Ok(())
