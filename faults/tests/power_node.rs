@@ -128,3 +128,42 @@ async fn lazy_sync_loses_acked_messages_on_power_loss() {
     let lost = acked.difference(&recovered).count();
     assert!(lost > 0, "with a 2m sync interval a power loss must lose acked messages; {} acked", acked.len());
 }
+
+/// Waits (bounded) for the tracer to report the fsync trigger's firing.
+async fn fired(state: &Path) -> power::trigger::FsyncFired {
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        if let Some(f) = power::trigger::fsync_fired(state) {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "the fsync trigger did not fire within {READY_WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The reference node under load, a power loss on its 40th data-file
+/// fsync: the synced file comes back exactly as long as that fsync left it
+/// (the node's later syncs were held, its later writes discarded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_loss_on_the_40th_fsync_keeps_exactly_what_it_synced() {
+    use power::trigger::{FsyncTrigger, arm_fsync_trigger};
+    let (_tmp, data, state) = dirs();
+    arm_fsync_trigger(&state, FsyncTrigger { count: 40, hold: true }).unwrap();
+    let (client_addr, peer_addr) = (free_addr(), free_addr());
+    let mut node = start_node(&data, &state, client_addr, peer_addr, "always");
+    let load = tokio::spawn(publish(ready(client_addr).await));
+    let f = fired(&state).await;
+    assert_eq!(f.count, 40);
+    // Let the node run on against the hold: writes go on, syncs wait.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let grown = std::fs::metadata(data.join(&f.file)).unwrap().len();
+    node.kill();
+    load.abort();
+    let report = power::discard(&data, &state, &DiscardModel::All, 7).expect("discard");
+    let after = std::fs::metadata(data.join(&f.file)).unwrap().len();
+    eprintln!(
+        "fsync 40 synced {} at {} bytes; grew to {grown}; {} bytes discarded",
+        f.file, f.len, report.bytes_discarded
+    );
+    assert_eq!(after, f.len, "{} is exactly as the 40th fsync left it", f.file);
+}

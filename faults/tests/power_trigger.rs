@@ -41,7 +41,7 @@ fn a_power_loss_on_the_40th_fsync_keeps_exactly_what_it_synced() {
     // The 41st append runs (writes are not held), its fsync is held.
     node.wait_line("ok append:f:100:41", WAIT);
     let fired = wait_fired(&state);
-    assert_eq!((fired.count, fired.file.as_str()), (40, "f"));
+    assert_eq!((fired.count, fired.len, fired.file.as_str()), (40, 4000, "f"));
     std::thread::sleep(Duration::from_millis(100));
     node.wait_line("ok append:f:100:41", WAIT);
     assert_eq!(fsyncs_done(&node), 40, "the 41st fsync is held: {:?}", node.seen);

@@ -111,7 +111,11 @@ impl Triggers {
                     match fsync::fsync_fired(dir) {
                         Some(f) => {
                             fsync::disarm_fsync_trigger(dir)?;
-                            Some(vec![("fsync_count", f.count.into()), ("fsync_file", f.file.into())])
+                            Some(vec![
+                                ("fsync_count", f.count.into()),
+                                ("fsync_file", f.file.into()),
+                                ("fsync_file_len", f.len.into()),
+                            ])
                         }
                         None => None,
                     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// `S/fsync-trigger`: `<count> <hold 0|1>`; present while armed.
 pub const FSYNC_TRIGGER_FILE: &str = "fsync-trigger";
-/// `S/fsync-fired`: `<count> <t_ns> <file>`, written once when the trigger fires.
+/// `S/fsync-fired`: `<count> <t_ns> <len> <file>`, written once when the trigger fires.
 pub const FSYNC_FIRED_FILE: &str = "fsync-fired";
 /// `S/fsync-release`: present when the controller lets held syncs go.
 pub const FSYNC_RELEASE_FILE: &str = "fsync-release";
@@ -44,6 +44,8 @@ pub struct FsyncFired {
     pub count: u64,
     /// The tracer's clock (CLOCK_REALTIME ns) when the k-th fsync returned.
     pub t_ns: u64,
+    /// The synced file's length when the k-th fsync started: what it made durable.
+    pub len: u64,
     /// The file the k-th fsync synced, relative to the data dir.
     pub file: String,
 }
@@ -89,18 +91,19 @@ pub fn read_fsync_trigger(state_dir: &Path) -> Option<FsyncTrigger> {
 /// Written by the tracer when the trigger fires.
 pub fn write_fsync_fired(state_dir: &Path, fired: &FsyncFired) -> Result<(), PowerError> {
     // The file name goes last: it may hold spaces.
-    write_whole(state_dir, FSYNC_FIRED_FILE, &format!("{} {} {}\n", fired.count, fired.t_ns, fired.file))
+    write_whole(state_dir, FSYNC_FIRED_FILE, &format!("{} {} {} {}\n", fired.count, fired.t_ns, fired.len, fired.file))
 }
 
 /// The firing, once the tracer wrote it.
 pub fn fsync_fired(state_dir: &Path) -> Option<FsyncFired> {
     let text = fs::read_to_string(state_dir.join(FSYNC_FIRED_FILE)).ok()?;
     let line = text.strip_suffix('\n')?;
-    let mut parts = line.splitn(3, ' ');
+    let mut parts = line.splitn(4, ' ');
     let count = parts.next()?.parse().ok()?;
     let t_ns = parts.next()?.parse().ok()?;
+    let len = parts.next()?.parse().ok()?;
     let file = parts.next()?.to_string();
-    Some(FsyncFired { count, t_ns, file })
+    Some(FsyncFired { count, t_ns, len, file })
 }
 
 /// Lets the tracer's held syncs go (harmless when nothing is held).
@@ -125,7 +128,7 @@ mod tests {
         arm_fsync_trigger(&dir, FsyncTrigger { count: 40, hold: true }).unwrap();
         assert_eq!(read_fsync_trigger(&dir), Some(FsyncTrigger { count: 40, hold: true }));
         assert_eq!(fsync_fired(&dir), None);
-        let fired = FsyncFired { count: 40, t_ns: 123, file: "log/00 01.seg".into() };
+        let fired = FsyncFired { count: 40, t_ns: 123, len: 4096, file: "log/00 01.seg".into() };
         write_fsync_fired(&dir, &fired).unwrap();
         assert_eq!(fsync_fired(&dir), Some(fired));
         assert!(!take_fsync_release(&dir));

@@ -186,7 +186,11 @@ impl Tracer {
                 }
                 // Counted toward an armed fsync trigger: regular files only.
                 let counted = if t.nlink != u64::MAX && !self.fired {
-                    read_fsync_trigger(&self.state_dir).map(|trigger| Counted { trigger, file: t.rel.clone() })
+                    read_fsync_trigger(&self.state_dir).map(|trigger| Counted {
+                        trigger,
+                        file: t.rel.clone(),
+                        len: t.size,
+                    })
                 } else {
                     None
                 };

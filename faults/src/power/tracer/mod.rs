@@ -299,6 +299,8 @@ struct Counted {
     trigger: FsyncTrigger,
     /// The synced file, relative to the data dir.
     file: String,
+    /// Its length when the sync started.
+    len: u64,
 }
 
 /// What the stopped syscall should do next.
@@ -534,7 +536,7 @@ impl Tracer {
         if c.trigger.hold {
             self.holding_since = Some(std::time::Instant::now());
         }
-        let fired = FsyncFired { count: self.fsyncs_armed, t_ns: now_ns(), file: c.file };
+        let fired = FsyncFired { count: self.fsyncs_armed, t_ns: now_ns(), len: c.len, file: c.file };
         if let Err(e) = write_fsync_fired(&self.state_dir, &fired) {
             eprintln!("jetsam-tracer: failed to report the fsync trigger's firing: {e}");
         }
