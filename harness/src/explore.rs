@@ -24,6 +24,7 @@ use jetsam_core::duration::{format_duration, parse_duration};
 use jetsam_core::exit;
 use jetsam_core::report::Verdict;
 use jetsam_core::scenario::{Fault, Scenario, Targets};
+use jetsam_core::trigger::Trigger;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,15 @@ pub struct Palette {
     /// kernel's write-back would have written them).
     #[serde(default = "default_power_loss")]
     pub power_loss: Vec<String>,
+    /// Events drawn injections may fire on instead of a time: `acks`,
+    /// `leader-change`, `fsync` (docs/scenarios.md, "Event triggers").
+    /// Empty (the default): every injection at a drawn time.
+    #[serde(default)]
+    pub triggers: Vec<String>,
+    /// The share of drawn injections (percent) that fire on an event, when
+    /// `triggers` lists any.
+    #[serde(default = "default_trigger_percent")]
+    pub trigger_percent: u32,
 }
 
 fn default_faults() -> [u32; 2] {
@@ -113,6 +123,20 @@ fn default_heal_after() -> [String; 2] {
 fn default_power_loss() -> Vec<String> {
     vec!["all".into()]
 }
+fn default_trigger_percent() -> u32 {
+    50
+}
+
+/// The events the explorer draws (`behind` is left out: only one target sees it).
+const TRIGGERS: [&str; 3] = ["acks", "leader-change", "fsync"];
+/// A drawn `fsync:NODE:K`'s K is 2^u for u uniform in [0, this]: systems
+/// fsync from once a second (the reference node's ack-before-fsync bug) to
+/// hundreds of times a second, so K is drawn on a log scale (1 to 1,024).
+const FSYNC_COUNT_LOG2_MAX: f64 = 10.0;
+/// Range of a drawn `acks:K`'s K when the workload has no fixed rate.
+const ACKS_RANGE: std::ops::RangeInclusive<u64> = 500..=20_000;
+/// The longest drawn delay after an event.
+const TRIGGER_DELAY_MAX: Duration = Duration::from_secs(1);
 
 /// The range a `writeback` power loss's `writeback_after` is drawn from.
 const WRITEBACK_MIN: Duration = Duration::from_secs(1);
@@ -176,6 +200,12 @@ fn check_palette(p: &Palette) -> Result<(), (String, &'static str)> {
     known(&p.targets, &["one", "minority", "majority", "all", "leader"], "targets")?;
     known(&p.shapes, &["majority-minority", "isolate-one", "bridge", "random-halves"], "shapes")?;
     known(&p.power_loss, &["all", "keep-fraction", "writeback"], "power_loss")?;
+    if let Some(t) = p.triggers.iter().find(|t| !TRIGGERS.contains(&t.as_str())) {
+        return Err((format!("triggers has {t:?}, expected some of {TRIGGERS:?}"), "use the listed values"));
+    }
+    if p.trigger_percent > 100 {
+        return Err((format!("trigger_percent = {}", p.trigger_percent), "set a percentage from 0 to 100"));
+    }
     let (lo, hi) = heal_range(p).map_err(|e| (e, "write durations with units, e.g. [\"500ms\", \"3s\"]"))?;
     if lo.is_zero() || lo > hi {
         return Err((format!("heal_after = {:?}", p.heal_after), "set heal_after = [min, max] with 0 < min <= max"));
@@ -244,6 +274,56 @@ pub fn draw(palette: &Palette, duration: Duration, seed: u64) -> Vec<Fault> {
     faults
 }
 
+/// Turns a drawn share of `faults` into event-triggered lines, from its own
+/// seed (so palettes without triggers draw exactly what they drew before).
+/// An `acks` trigger aims at the injection's drawn time (its K is a quarter
+/// to all of the acks the workload's rate gives by then); `fsync` watches a random node (one
+/// trigger per node, K drawn on a log scale); about half get a delay of up
+/// to 1 s.
+pub fn draw_triggers(palette: &Palette, base: &Scenario, faults: &mut [Fault], seed: u64) {
+    if palette.triggers.is_empty() || palette.trigger_percent == 0 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let names = base.node_names();
+    let mut fsync_free: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            !base.faults.iter().any(|f| f.on.as_deref().is_some_and(|on| on.starts_with(&format!("fsync:{n}:"))))
+        })
+        .cloned()
+        .collect();
+    for f in faults.iter_mut() {
+        if rng.gen_range(0..100) >= palette.trigger_percent {
+            continue;
+        }
+        let at = parse_duration(&f.at[0]).expect("drawn");
+        // Aimed at the drawn time at a quarter to all of the nominal rate
+        // (a system under faults acks slower than asked).
+        let acks = |rng: &mut ChaCha8Rng| match base.workload.rate {
+            Some(rate) => {
+                let nominal = at.as_millis() as f64 * f64::from(rate) / 1000.0;
+                Trigger::Acks(((nominal * rng.gen_range(0.25..=1.0)) as u64).max(1))
+            }
+            None => Trigger::Acks(rng.gen_range(ACKS_RANGE)),
+        };
+        let trigger = match palette.triggers[rng.gen_range(0..palette.triggers.len())].as_str() {
+            "leader-change" => Trigger::LeaderChange(rng.gen_range(1..=2)),
+            "fsync" if !fsync_free.is_empty() => {
+                let node = fsync_free.remove(rng.gen_range(0..fsync_free.len()));
+                let count = 2f64.powf(rng.gen_range(0.0..=FSYNC_COUNT_LOG2_MAX)).round() as u64;
+                Trigger::Fsync { node, count: count.max(1) }
+            }
+            _ => acks(&mut rng),
+        };
+        f.on = Some(trigger.to_string());
+        f.at.clear();
+        if rng.gen_bool(0.5) {
+            f.delay = Some(uniform(&mut rng, Duration::ZERO, TRIGGER_DELAY_MAX));
+        }
+    }
+}
+
 /// One finished run, as `explore.jsonl` records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,14 +355,19 @@ fn describe(f: &Fault) -> String {
         (Targets::Nodes(n), None) => n.join("+"),
     };
     let heal = f.heal_after.map(format_duration).unwrap_or_default();
-    format!("{}@{}({targets}, {heal})", f.kind, f.at.join("+"))
+    let when = match &f.on {
+        Some(on) => format!("on {on}{}", f.delay.map(|d| format!("+{}", format_duration(d))).unwrap_or_default()),
+        None => f.at.join("+"),
+    };
+    format!("{}@{when}({targets}, {heal})", f.kind)
 }
 
 /// Writes run `k`'s scenario (the base plus its drawn faults) and runs it.
 fn run_k(base: &Scenario, palette: &Palette, k: u32, explore_seed: u64, out: &Path) -> Result<RunLine, ExploreError> {
     let seed = derive_seed(explore_seed, &format!("run/{k}")) >> 1; // scenario seeds stay below 2^63
     let mut scenario = base.clone();
-    let drawn = draw(palette, scenario.duration, derive_seed(seed, "explore"));
+    let mut drawn = draw(palette, scenario.duration, derive_seed(seed, "explore"));
+    draw_triggers(palette, base, &mut drawn, derive_seed(seed, "explore/triggers"));
     scenario.faults.extend(drawn.iter().cloned());
     scenario.seed = Some(seed);
     let dir = out.join("runs");
@@ -528,12 +613,58 @@ mod tests {
             ("[explore]\nheal_after = [\"3s\", \"1s\"]\n", "heal_after = [\"3s\", \"1s\"]"),
             ("[explore]\nheal_after = [\"3\", \"1s\"]\n", "heal_after:"),
             ("[explore]\ncolour = 1\n", "unknown field `colour`"),
+            ("[explore]\ntriggers = [\"behind\"]\n", "triggers has \"behind\""),
+            ("[explore]\ntrigger_percent = 101\n", "trigger_percent = 101"),
         ];
         for (extra, expected) in cases {
             let e = load_text(&format!("{BASE}{extra}")).unwrap_err().to_string();
             assert!(e.contains(expected), "expected {expected:?} in: {e}");
             assert!(e.contains("x.toml"), "names the file: {e}");
         }
+    }
+
+    /// Triggers replace a drawn share of times with events: acks aimed at
+    /// the drawn time, one fsync trigger per node, delays within 1 s; no
+    /// triggers in the palette leaves the draw as it was.
+    #[test]
+    fn triggers_turn_drawn_times_into_events() {
+        let text = format!(
+            "{BASE}[workload]\nrate = 1000\n[explore]\nfaults = [4, 4]\nkinds = [\"kill\"]\ntriggers = [\"acks\", \"leader-change\", \"fsync\"]\ntrigger_percent = 100\n"
+        );
+        let (base, p) = load_text(&text).unwrap();
+        let duration = Duration::from_secs(10);
+        let mut names = std::collections::BTreeSet::new();
+        for seed in 0..100 {
+            let timed = draw(&p, duration, seed);
+            let mut faults = timed.clone();
+            draw_triggers(&p, &base, &mut faults, seed);
+            let mut fsync_nodes = Vec::new();
+            for (f, t) in faults.iter().zip(&timed) {
+                assert!(f.at.is_empty() && f.every.is_none(), "{f:?}");
+                let trigger: Trigger = f.on.as_deref().unwrap().parse().unwrap();
+                names.insert(trigger.name());
+                match &trigger {
+                    Trigger::Acks(k) => {
+                        let nominal = parse_duration(&t.at[0]).unwrap().as_millis() as u64;
+                        assert!((nominal / 4..=nominal).contains(k) || *k == 1, "{k} aims at {nominal}");
+                    }
+                    Trigger::LeaderChange(k) => assert!((1..=2).contains(k)),
+                    Trigger::Fsync { node, count } => {
+                        assert!((1..=1024).contains(count));
+                        fsync_nodes.push(node.clone());
+                    }
+                    Trigger::Behind { .. } => panic!("behind is not drawn"),
+                }
+                assert!(f.delay.is_none_or(|d| d <= TRIGGER_DELAY_MAX));
+            }
+            let distinct: std::collections::BTreeSet<&String> = fsync_nodes.iter().collect();
+            assert_eq!(distinct.len(), fsync_nodes.len(), "one fsync trigger per node");
+        }
+        assert_eq!(names.len(), 3, "every listed event is drawn: {names:?}");
+        let (_, plain) = load_text(&format!("{BASE}[explore]\n")).unwrap();
+        let mut faults = draw(&plain, duration, 3);
+        draw_triggers(&plain, &base, &mut faults, 3);
+        assert_eq!(faults, draw(&plain, duration, 3), "no triggers: the draw is unchanged");
     }
 
     /// One seed draws one schedule; the draws stay inside the palette.

@@ -13,12 +13,14 @@
 //! 3. halve each heal time (down to 100 ms) while it fails;
 //! 4. halve each injection time (move it earlier) while it fails;
 //! 5. halve the clients while it fails;
+//! 6. one node fewer while it fails (down to 1): the last node goes, the
+//!    stream's replicas are capped at the new size, fault lines that name
+//!    it lose it (a line left with no node, or whose event watches it, is
+//!    dropped); a size the target refuses (its own validation, exit 2) is
+//!    simply not kept;
 //!
 //! and all steps again while a round kept something (a moved injection can
 //! make another droppable), at most 3 rounds.
-//!
-//! Fewer nodes are not tried: most targets tie the stream's replicas to the
-//! cluster size, and a smaller cluster is another system.
 //!
 //! Every candidate is replayed with the run's seed. Real systems are not
 //! deterministic, so a candidate counts as failing when it fails in at least
@@ -241,6 +243,7 @@ impl<F: FnMut(&Scenario) -> Result<bool, ShrinkError>> Shrinker<F> {
             self.halve_each("time", at_of, |f, d| f.at = vec![millis(d)], AT_MIN)?;
             self.end_early()?;
             self.fewer_clients()?;
+            self.fewer_nodes()?;
             if self.steps.len() == kept || self.over_budget() {
                 break;
             }
@@ -342,6 +345,43 @@ impl<F: FnMut(&Scenario) -> Result<bool, ShrinkError>> Shrinker<F> {
     }
 }
 
+impl<F: FnMut(&Scenario) -> Result<bool, ShrinkError>> Shrinker<F> {
+    fn fewer_nodes(&mut self) -> Result<(), ShrinkError> {
+        while self.best.nodes > 1 && !self.over_budget() {
+            let c = without_last_node(&self.best);
+            if !self.fails(&c)? {
+                break;
+            }
+            self.keep(c, format!("nodes {} -> {}", self.best.nodes, self.best.nodes - 1));
+        }
+        Ok(())
+    }
+}
+
+/// The scenario on one node fewer: the last node goes from every line that
+/// names it (a line left with no node, or whose event watches it, goes too).
+fn without_last_node(s: &Scenario) -> Scenario {
+    assert!(s.nodes > 1, "a cluster of one cannot shrink");
+    let gone = s.node_names().pop().expect("at least two nodes");
+    let mut c = s.clone();
+    c.nodes -= 1;
+    c.stream.replicas = c.stream.replicas.min(c.nodes);
+    c.faults.retain_mut(|f| {
+        let watched = f.on.as_deref().and_then(|on| on.parse::<jetsam_core::trigger::Trigger>().ok());
+        if watched.as_ref().and_then(|t| t.node()) == Some(gone.as_str()) {
+            return false;
+        }
+        match &mut f.targets {
+            Targets::Nodes(list) => {
+                list.retain(|n| *n != gone);
+                !list.is_empty()
+            }
+            Targets::Named(_) => true,
+        }
+    });
+    c
+}
+
 /// Writes the smallest failing scenario with how it was found, and prints its replay command.
 #[allow(clippy::too_many_arguments)]
 fn write(
@@ -411,6 +451,28 @@ mod tests {
         };
         s.run(5).unwrap();
         (s.best, s.candidates)
+    }
+
+    /// Fewer nodes: a failure that needs n2 killed in a cluster of at least
+    /// two shrinks to two nodes; lines naming the dropped nodes go with them.
+    #[test]
+    fn shrinks_to_fewer_nodes_and_drops_what_named_them() {
+        let mut start = scenario(&format!(
+            "{}{}{}",
+            line("kill", "[\"n2\"]", "2s", "1s"),
+            line("pause", "[\"n3\"]", "4s", "1s"),
+            "[[faults]]\nkind = \"power-loss\"\ntargets = [\"n1\"]\non = \"fsync:n3:40\"\nheal_after = \"1s\"\n"
+        ));
+        start.nodes = 5;
+        start.stream.replicas = 5;
+        let rule = |c: &Scenario| {
+            c.nodes >= 2 && c.faults.iter().any(|f| f.kind == "kill" && f.targets == Targets::Nodes(vec!["n2".into()]))
+        };
+        let (best, _) = shrink_with(start, rule);
+        assert_eq!((best.nodes, best.stream.replicas), (2, 2));
+        assert_eq!(best.faults.len(), 1, "only the kill of n2 is left: {:?}", best.faults);
+        let three = without_last_node(&without_last_node(&scenario(&line("pause", "[\"n3\", \"n1\"]", "4s", "1s"))));
+        assert_eq!(three.faults[0].targets, Targets::Nodes(vec!["n1".into()]), "n3 left the list");
     }
 
     /// A synthetic failure: the system loses writes exactly when every node
