@@ -94,7 +94,9 @@ fn smoke_pair(system: &str) {
     assert_eq!(reports.len(), 2, "two runs: {reports:?}");
     let lost: Vec<u64> = reports.iter().map(|(_, r)| r.lost).collect();
     let acked: Vec<u64> = reports.iter().map(|(_, r)| r.acked).collect();
-    assert!(acked.iter().all(|a| *a > 1000), "both runs acknowledge thousands of writes: {acked:?}\n{t}");
+    // Not a speed check (tests run in parallel on 2 cores; a loaded machine
+    // saw 223 acks in 7 s): enough acks that "none lost" and "some lost" mean something.
+    assert!(acked.iter().all(|a| *a > 100), "both runs acknowledge writes: {acked:?}\n{t}");
     assert!(lost.contains(&0), "one run keeps every acknowledged write: {lost:?}");
     assert!(lost.iter().any(|l| *l > 0), "one run loses acknowledged writes: {lost:?}");
 }
