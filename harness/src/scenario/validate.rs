@@ -521,7 +521,7 @@ pub(super) fn validate_triggers_seen(ctx: &Ctx, s: &Scenario, target: &dyn Targe
             return Err(ctx.invalid(
                 ctx.line("faults", Some(i), "on"),
                 format!("faults[{i}] ({}): target kind {:?} cannot see the event {trigger}", f.kind, target.kind()),
-                "behind:NODE:K needs a target that reports each node's position (the reference node); use acks:K, leader-change or fsync:NODE:K",
+                "behind:NODE:K needs a target that reports each node's position (the reference node, NATS); use acks:K, leader-change or fsync:NODE:K",
             ));
         }
     }

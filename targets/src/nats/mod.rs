@@ -288,6 +288,18 @@ impl NatsTarget {
         leader_from(&jsz_all(nodes).await, nodes.len(), replicas)
     }
 
+    /// How many messages `node`'s replica lacks that the leader's holds:
+    /// the difference of their `last_seq` in each one's own `/jsz`.
+    async fn behind_inner(&self, nodes: &[NodeSpec], node: &str) -> Option<u64> {
+        let replicas = match self.replicas.load(Ordering::Relaxed) {
+            0 => nodes.len(),
+            r => r,
+        };
+        let jszs = jsz_all(nodes).await;
+        let (leader, _) = leader_from(&jszs, nodes.len(), replicas)?;
+        behind_from(&counts_from(&jszs), &leader, node)
+    }
+
     /// Waits until every replica's `/jsz` reports the same counts under a
     /// leader that sees them current. Gives up before `timeout` when waiting
     /// on would only delay the verdict (both seen after #7564's coordinated
@@ -559,6 +571,14 @@ impl Target for NatsTarget {
 
     fn leader<'a>(&'a self, nodes: &'a [NodeSpec]) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move { self.leader_inner(nodes).await.map(|(leader, _)| leader) })
+    }
+
+    fn sees_behind(&self) -> bool {
+        true
+    }
+
+    fn behind<'a>(&'a self, nodes: &'a [NodeSpec], node: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(self.behind_inner(nodes, node))
     }
 
     fn wait_converged<'a>(

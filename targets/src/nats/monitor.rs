@@ -37,6 +37,13 @@ pub(super) fn counts_from(jszs: &BTreeMap<String, Value>) -> ReplicaCounts {
     counts
 }
 
+/// The leader's `last_seq` minus `node`'s, from [`counts_from`]; `None`
+/// when either has no replica there (or does not answer).
+pub(super) fn behind_from(counts: &ReplicaCounts, leader: &str, node: &str) -> Option<u64> {
+    let last_seq = |name: &str| counts.get(name).map(|&(_, _, last)| last);
+    Some(last_seq(leader)?.saturating_sub(last_seq(node)?))
+}
+
 pub(super) async fn jsz(node: &NodeSpec, streams: bool) -> Result<Value, String> {
     let path = if streams { "/jsz?accounts=true&streams=true" } else { "/jsz" };
     let (status, body) = http::get(node.monitor_addr, path, HTTP_TIMEOUT).await?;

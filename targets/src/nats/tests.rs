@@ -310,3 +310,13 @@ fn a_leader_that_sees_unequal_replicas_current_for_10_s_gives_up() {
     assert_eq!(watch.observe(at(21.9), unequal.clone(), leader()), Converge::Wait);
     assert_eq!(watch.observe(at(22.0), unequal, leader()), Converge::NothingToRepair);
 }
+
+#[test]
+fn behind_is_the_leaders_last_seq_minus_the_nodes() {
+    let counts: ReplicaCounts =
+        [("n1".to_string(), (900, 1, 900)), ("n2".to_string(), (400, 1, 400))].into_iter().collect();
+    assert_eq!(behind_from(&counts, "n1", "n2"), Some(500));
+    assert_eq!(behind_from(&counts, "n1", "n1"), Some(0));
+    assert_eq!(behind_from(&counts, "n2", "n1"), Some(0), "ahead of the leader is not behind");
+    assert_eq!(behind_from(&counts, "n1", "n3"), None, "no replica, no answer");
+}
