@@ -394,51 +394,7 @@ async fn phases(
         .await?;
     progress.phase("start", &format!("cluster ready and stream created in {}ms", t.elapsed().as_millis()));
 
-    let publishers = make_publishers(scenario, &cluster, target).await?;
-    let (writer, sink) = HistoryWriter::spawn(&run_dir.join(jetsam_checkers::load::HISTORY_FILE), start)?;
-    let counters = Arc::new(Counters::default());
-    let config = WorkloadConfig {
-        clients: scenario.workload.clients,
-        rate_per_s: scenario.workload.rate,
-        payload_bytes: scenario.workload.payload_bytes,
-        timeout: scenario.workload.timeout,
-        duration: scenario.duration,
-        in_flight_max: scenario.workload.in_flight,
-        seed: derive_seed(resolved.seed, "workload"),
-    };
-    progress.phase("load", &format!("{} clients for {}", config.clients, format_duration(config.duration)));
-    let ticker = {
-        let events = events.clone();
-        progress.spawn_load_ticker(scenario.duration, counters.clone(), move || events.faults())
-    };
-    let load_start = tokio::time::Instant::now();
-    let load = async {
-        tokio::join!(
-            jetsam_workloads::run(&config, publishers, sink, counters.clone()),
-            crate::nemesis::run(scenario, schedule, &mut cluster, target, &events, load_start, scenario.duration),
-        )
-    };
-    // An adapter that breaks the protocol ends the load at once: nothing it
-    // answers afterwards can be trusted, and the run has no verdict.
-    let (workload, nemesis) = tokio::select! {
-        done = load => done,
-        why = watch_fatal(target) => {
-            ticker.abort();
-            return Err(RunError::Adapter(why));
-        }
-    };
-    ticker.abort();
-    let workload = workload?;
-    let nemesis = nemesis?;
-    writer.finish().await?;
-    let c = workload.counts;
-    progress.phase(
-        "load",
-        &format!(
-            "done: {} invoked, {} acked, {} info, {} failed; {} injections, {} skipped",
-            c.invoked, c.acked, c.info, c.failed, nemesis.injected, nemesis.skipped
-        ),
-    );
+    let workload = load_phase(resolved, schedule, &mut cluster, target, run_dir, &events, start, progress).await?;
 
     progress.phase("heal", "healing every node and waiting for convergence");
     cluster.heal_all(&events)?;
@@ -461,6 +417,69 @@ async fn phases(
     report.latency = workload.latency();
     crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
     Ok(report)
+}
+
+/// The load phase: the workload's clients publish for the scenario's
+/// duration while the nemesis runs the schedule; ends at once when the
+/// target's machinery fails (no verdict then).
+#[allow(clippy::too_many_arguments)]
+async fn load_phase(
+    resolved: &Resolved,
+    schedule: &schedule::Schedule,
+    cluster: &mut Cluster,
+    target: &dyn Target,
+    run_dir: &Path,
+    events: &Arc<EventLog>,
+    start: Instant,
+    progress: &Progress,
+) -> Result<jetsam_workloads::WorkloadResult, RunError> {
+    let scenario = &resolved.scenario;
+    let publishers = make_publishers(scenario, cluster, target).await?;
+    let (writer, sink) = HistoryWriter::spawn(&run_dir.join(jetsam_checkers::load::HISTORY_FILE), start)?;
+    let counters = Arc::new(Counters::default());
+    let config = WorkloadConfig {
+        clients: scenario.workload.clients,
+        rate_per_s: scenario.workload.rate,
+        payload_bytes: scenario.workload.payload_bytes,
+        timeout: scenario.workload.timeout,
+        duration: scenario.duration,
+        in_flight_max: scenario.workload.in_flight,
+        seed: derive_seed(resolved.seed, "workload"),
+    };
+    progress.phase("load", &format!("{} clients for {}", config.clients, format_duration(config.duration)));
+    let ticker = {
+        let events = events.clone();
+        progress.spawn_load_ticker(scenario.duration, counters.clone(), move || events.faults())
+    };
+    let load_start = tokio::time::Instant::now();
+    let load = async {
+        tokio::join!(
+            jetsam_workloads::run(&config, publishers, sink, counters.clone()),
+            crate::nemesis::run(scenario, schedule, cluster, target, events, load_start, scenario.duration),
+        )
+    };
+    // An adapter that breaks the protocol ends the load at once: nothing it
+    // answers afterwards can be trusted, and the run has no verdict.
+    let (workload, nemesis) = tokio::select! {
+        done = load => done,
+        why = watch_fatal(target) => {
+            ticker.abort();
+            return Err(RunError::Adapter(why));
+        }
+    };
+    ticker.abort();
+    let workload = workload?;
+    let nemesis = nemesis?;
+    writer.finish().await?;
+    let c = &workload.counts;
+    progress.phase(
+        "load",
+        &format!(
+            "done: {} invoked, {} acked, {} info, {} failed; {} injections, {} skipped",
+            c.invoked, c.acked, c.info, c.failed, nemesis.injected, nemesis.skipped
+        ),
+    );
+    Ok(workload)
 }
 
 /// One publisher per workload client, each made within [`PUBLISHER_TIMEOUT`].
