@@ -22,6 +22,7 @@ use crate::progress::Progress;
 use crate::scenario::{LoadError, Overrides, Resolved};
 use crate::schedule::{self, derive_seed};
 use jetsam_core::duration::{format_duration, parse_duration};
+use jetsam_core::event::EventKind;
 use jetsam_core::exit;
 use jetsam_core::report::{Report, Verdict};
 use jetsam_core::scenario::{Expect, Scenario};
@@ -42,6 +43,8 @@ pub const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on replicas converging after the final heal.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub use crate::readback::READ_TIMEOUT;
+/// Bound on the target's failover step after the final heal.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on making one publisher.
 pub const PUBLISHER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -398,6 +401,7 @@ async fn phases(
 
     progress.phase("heal", "healing every node and waiting for convergence");
     cluster.heal_all(&events)?;
+    failover(&cluster, target, &events, progress).await?;
     if let Err(e) = wait_converged_or_exit(scenario, &mut cluster, target, &events).await? {
         // Not fatal: read-back still runs and the checker judges what is there.
         progress.line(&format!("warning: {e}"));
@@ -480,6 +484,50 @@ async fn load_phase(
         ),
     );
     Ok(workload)
+}
+
+/// After the final heal, when faults kept nodes down (`restart = false`):
+/// the target's failover step, if it has one, bounded by
+/// [`FAILOVER_TIMEOUT`] plus slack. What it did is a `failover` event; a
+/// failure is a warning (read-back still runs and the checker judges what
+/// the nodes hold).
+async fn failover(
+    cluster: &Cluster,
+    target: &dyn Target,
+    events: &EventLog,
+    progress: &Progress,
+) -> Result<(), RunError> {
+    let down = cluster.kept_down();
+    if down.is_empty() {
+        return Ok(());
+    }
+    let limit = FAILOVER_TIMEOUT + TARGET_SLACK;
+    let answer = tokio::time::timeout(limit, target.failover(cluster.specs(), &down, FAILOVER_TIMEOUT))
+        .await
+        .unwrap_or_else(|_| Some(Err(format!("no answer within {}s", limit.as_secs()))));
+    match answer {
+        None => progress.line(&format!(
+            "{} kept down; the target has no failover step: the others carry on as they are",
+            down.join(", ")
+        )),
+        Some(Ok(f)) => {
+            progress.phase(
+                "heal",
+                &format!("failover for {}: leader {}; {}", down.join(", "), f.leader.as_deref().unwrap_or("?"), f.note),
+            );
+            let mut details: crate::cluster::Details = vec![("note", f.note.into())];
+            if let Some(leader) = f.leader {
+                details.push(("leader", leader.into()));
+            }
+            events.record(EventKind::Failover, down, details)?;
+        }
+        Some(Err(why)) => {
+            let message = format!("failover for {} failed: {why}", down.join(", "));
+            progress.line(&format!("warning: {message}"));
+            events.record(EventKind::Warning, down, [("message", message.into())])?;
+        }
+    }
+    Ok(())
 }
 
 /// One publisher per workload client, each made within [`PUBLISHER_TIMEOUT`].
