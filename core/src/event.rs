@@ -33,6 +33,10 @@ pub enum EventKind {
     IoError,
     /// The node's disk answers normally again.
     IoOk,
+    /// After the final heal, the target handed the roles of the nodes a
+    /// fault kept down (`restart = false`, the event's `nodes`) to the
+    /// running ones (e.g. promoted a standby); details `leader`, `note`.
+    Failover,
     /// Something the harness could not model or did not expect (e.g. a shared
     /// writable mmap of a data file under power-loss tracing).
     Warning,

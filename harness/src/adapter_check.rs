@@ -266,8 +266,18 @@ fn check_read(
 }
 
 /// The parts after `target file`, in order.
-const PARTS: [&str; 9] =
-    ["hello", "ready", "create", "publish", "leader", "kill and restart", "converged", "read_cluster", "read"];
+const PARTS: [&str; 10] = [
+    "hello",
+    "ready",
+    "create",
+    "publish",
+    "leader",
+    "kill and restart",
+    "converged",
+    "read_cluster",
+    "read",
+    "failover",
+];
 /// Parts nothing later can do without.
 const ESSENTIAL: [&str; 3] = ["hello", "ready", "create"];
 
@@ -304,7 +314,10 @@ impl Session<'_> {
         match part {
             "hello" => {
                 let h = self.target.hello_control(&self.specs).await?;
-                let d = format!("{} (cluster_view: {}, leader: {})", h.adapter, h.cluster_view, h.leader);
+                let d = format!(
+                    "{} (cluster_view: {}, leader: {}, failover: {})",
+                    h.adapter, h.cluster_view, h.leader, h.failover
+                );
                 self.hello = Some(h);
                 Ok(d)
             }
@@ -326,6 +339,7 @@ impl Session<'_> {
             }
             "read_cluster" => self.read_cluster().await,
             "read" => self.read_nodes().await,
+            "failover" => self.failover().await,
             other => unreachable!("unknown part {other}"),
         }
     }
@@ -398,8 +412,14 @@ impl Session<'_> {
         if self.target.read_back_mode() == jetsam_targets::ReadBack::AfterStop {
             let _ = self.cluster.stop_all();
         }
+        self.read_each(&[]).await
+    }
+
+    /// Reads every node but the `skipped` ones and checks each holds every
+    /// acknowledged message at its sequence.
+    async fn read_each(&self, skipped: &[String]) -> Result<String, NotOk> {
         let mut found = Vec::new();
-        for spec in &self.specs {
+        for spec in self.specs.iter().filter(|s| !skipped.contains(&s.name)) {
             let read = tokio::time::timeout(READ_WAIT, self.target.read_node(self.scenario, spec))
                 .await
                 .unwrap_or_else(|_| Err(format!("no reply within {READ_WAIT:?}")))
@@ -407,6 +427,52 @@ impl Session<'_> {
             found.push(format!("{}: {}", spec.name, check_read(&spec.name, &read, &self.acked)?));
         }
         Ok(found.join("; "))
+    }
+
+    /// Protocol 2's `failover`, when hello declared it: SIGKILL the leader
+    /// (else the first node) and keep it down, as `restart = false` does in
+    /// a run, ask `failover`, wait for `converged`, and read every other
+    /// node: each must still hold every acknowledged message.
+    async fn failover(&mut self) -> Result<String, NotOk> {
+        if !self.hello.as_ref().is_some_and(|h| h.failover) {
+            return Err(NotOk::Skip("hello did not say failover: true (a protocol 2 option)".into()));
+        }
+        if self.acked.is_empty() {
+            return Err(NotOk::Skip("no acknowledged publish to look for".into()));
+        }
+        if self.specs.len() < 2 || self.target.read_back_mode() == jetsam_targets::ReadBack::AfterStop {
+            return Err(NotOk::Skip("needs 2 or more nodes still running after read (read_back = live)".into()));
+        }
+        let down = match self.target.leader(&self.specs).await {
+            Some(leader) => leader,
+            None => self.specs[0].name.clone(),
+        };
+        self.cluster.kill(&down, &self.events, Vec::new()).map_err(|e| format!("SIGKILL of {down}: {e}"))?;
+        self.cluster.keep_down(&down);
+        let t = Instant::now();
+        let kept = vec![down.clone()];
+        let answer = tokio::time::timeout(
+            crate::run::FAILOVER_TIMEOUT,
+            self.target.failover(&self.specs, &kept, crate::run::FAILOVER_TIMEOUT),
+        )
+        .await
+        .unwrap_or_else(|_| Some(Err(format!("no reply within {:?}", crate::run::FAILOVER_TIMEOUT))));
+        let f = match answer {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Err(NotOk::Fail(format!("{down} killed and kept down; failover: {e}"))),
+            None => return Err(NotOk::Fail("hello said failover: true but no failover was made".into())),
+        };
+        let failover_ms = t.elapsed().as_millis();
+        self.target
+            .wait_converged(self.scenario, &self.specs, WAIT)
+            .await
+            .map_err(|e| format!("converged after the failover: {e}"))?;
+        let reads = self.read_each(&kept).await?;
+        Ok(format!(
+            "{down} killed and kept down; leader {} in {failover_ms} ms ({}); converged; {reads}",
+            f.leader.as_deref().unwrap_or("not named"),
+            f.note
+        ))
     }
 }
 

@@ -91,6 +91,9 @@ pub struct Cluster {
     proxies: Option<LinkProxies>,
     /// Per node: how it last died on its own, while it stays down.
     own_exits: BTreeMap<String, String>,
+    /// Nodes a fault with `restart = false` keeps down to the end of the
+    /// run: no heal restarts them.
+    kept_down: BTreeSet<String>,
     /// Keeps the nodes' ports from other jetsam runs until the cluster is dropped.
     _ports: PortLease,
 }
@@ -200,7 +203,15 @@ impl Cluster {
             };
             procs.push(NodeProcess::new(spec.name.clone(), launch));
         }
-        Ok(Cluster { specs, procs, state_dirs, proxies, own_exits: BTreeMap::new(), _ports: lease })
+        Ok(Cluster {
+            specs,
+            procs,
+            state_dirs,
+            proxies,
+            own_exits: BTreeMap::new(),
+            kept_down: BTreeSet::new(),
+            _ports: lease,
+        })
     }
 
     pub fn specs(&self) -> &[NodeSpec] {
@@ -231,6 +242,23 @@ impl Cluster {
 
     fn proc_mut(&mut self, name: &str) -> &mut NodeProcess {
         self.procs.iter_mut().find(|p| p.name() == name).unwrap_or_else(|| panic!("unknown node {name}"))
+    }
+
+    /// Keeps a stopped node down to the end of the run (a fault with
+    /// `restart = false` stopped it): heals leave it stopped.
+    pub fn keep_down(&mut self, name: &str) {
+        assert_eq!(self.state(name), ProcState::Stopped, "only a stopped node is kept down");
+        self.kept_down.insert(name.to_string());
+    }
+
+    /// Whether a fault keeps this node down to the end of the run.
+    pub fn is_kept_down(&self, name: &str) -> bool {
+        self.kept_down.contains(name)
+    }
+
+    /// The nodes kept down, in name order.
+    pub fn kept_down(&self) -> Vec<String> {
+        self.kept_down.iter().cloned().collect()
     }
 
     /// Starts every node (all must be stopped).
@@ -457,7 +485,8 @@ impl Cluster {
 
     /// Heals everything: restores every cut link, clears every io-error,
     /// resumes every paused node and restarts every stopped one, each
-    /// recorded. Afterwards every node is running.
+    /// recorded. Afterwards every node is running, except the ones a fault
+    /// keeps down ([`Cluster::keep_down`]).
     pub fn heal_all(&mut self, events: &EventLog) -> Result<(), ClusterError> {
         let details = || vec![("final_heal", true.into())];
         self.heal_network(events, details())?;
@@ -481,6 +510,10 @@ impl Cluster {
                 && let Err(e @ ProcessError::ExitedOnItsOwn { .. }) = self.proc_mut(&name).check_alive("heal")
             {
                 self.note_exit(&name, events, &e)?;
+            }
+            if self.is_kept_down(&name) {
+                assert_eq!(self.state(&name), ProcState::Stopped, "a kept-down node stays stopped");
+                continue;
             }
             if self.state(&name) == ProcState::Stopped {
                 self.restart(&name, events, details())?;

@@ -4,9 +4,9 @@
 //!
 //! | kind | inject | heal |
 //! |------|--------|------|
-//! | kill | SIGKILL of the node's group | restart |
+//! | kill | SIGKILL of the node's group | restart (none with `restart = false`) |
 //! | pause | SIGSTOP | SIGCONT |
-//! | power-loss | SIGKILL, unsynced writes discarded | restart (under a fresh tracer) |
+//! | power-loss | SIGKILL, unsynced writes discarded | restart (under a fresh tracer; none with `restart = false`) |
 //! | io-error | syncs fail (EIO) and/or writes (ENOSPC) | normal I/O; restart if it died |
 //! | partition | blackhole the links the shape cuts | restore them |
 //! | bitflip / truncate | kill, corrupt a data file | restart |
@@ -14,6 +14,9 @@
 //! Every injection, heal, skip and surprise (a node that died on its own)
 //! is an event in events.jsonl, written as it happens, with the fault line
 //! index and the planned time so two runs with one seed can be compared.
+//!
+//! A node hit by a fault line with `restart = false` is kept down
+//! ([`Cluster::keep_down`]): no heal restarts it, the final heal included.
 //!
 //! Heals planned after the load phase ends are left to the final heal
 //! ([`crate::cluster::Cluster::heal_all`]). New fault kinds plug in at
@@ -329,6 +332,11 @@ async fn inject(
     events: &EventLog,
     mut details: Details,
 ) -> Result<Vec<String>, ClusterError> {
+    let keep_down = crate::scenario::keeps_down(fault);
+    if keep_down {
+        // The timeline says why no restart follows.
+        details.push(("restart", false.into()));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let nodes = match &p.selection {
         Selection::Network => {
@@ -366,6 +374,11 @@ async fn inject(
         for (node, e) in cluster.power_loss(&live, events, &model, &seeds, details)? {
             cluster.note_exit(&node, events, &e)?;
         }
+        if keep_down {
+            for node in &live {
+                cluster.keep_down(node);
+            }
+        }
         return Ok(live);
     }
     let mut hit = Vec::new();
@@ -401,14 +414,18 @@ async fn inject(
             other => unreachable!("validated fault kind {other:?}"),
         };
         match result {
-            Ok(()) => hit.push(node),
+            Ok(()) => {}
             Err(ClusterError::Process(e @ ProcessError::ExitedOnItsOwn { .. })) => {
                 // The node is down already; the heal (or the final heal) restarts it.
                 cluster.note_exit(&node, events, &e)?;
-                hit.push(node);
             }
             Err(e) => return Err(e),
         }
+        if keep_down {
+            assert_eq!(p.kind, "kill", "validated: only kill and power-loss keep nodes down");
+            cluster.keep_down(&node);
+        }
+        hit.push(node);
     }
     Ok(hit)
 }
@@ -435,6 +452,11 @@ fn heal(p: &Planned, hit: &[String], cluster: &mut Cluster, events: &EventLog) -
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if cluster.is_kept_down(node) {
+            // restart = false (on this fault line or an earlier one): it stays down.
+            assert_eq!(cluster.state(node), ProcState::Stopped, "a kept-down node stays stopped");
+            continue;
         }
         if cluster.state(node) == ProcState::Stopped {
             cluster.restart(node, events, planned_details(p))?;

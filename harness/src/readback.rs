@@ -12,7 +12,8 @@
 //! checker's verdict is `unknown`.
 //!
 //! A node the normal read could not read (down, e.g. it refuses to start
-//! on a corrupt log) is then read offline when the target can
+//! on a corrupt log), and a node a fault keeps down (`restart = false`: not
+//! asked, since it is down by design), is then read offline when the target can
 //! (`Target::read_node_offline`, with every node stopped), marked by
 //! `recovered/<node>.offline`; otherwise it gets `recovered/<node>.unreadable`
 //! with the reason.
@@ -94,6 +95,11 @@ async fn read_replicas(
     let is_replica = |name: &str| replicas.is_none_or(|r| r.iter().any(|n| n == name));
     let mut failed = Vec::new();
     for spec in cluster.specs().iter().filter(|s| is_replica(&s.name)) {
+        if cluster.is_kept_down(&spec.name) {
+            let reason = format!("{} is down: a fault with restart = false kept it down to the end", spec.name);
+            failed.push((spec.clone(), reason));
+            continue;
+        }
         match read_bounded(target.read_node(scenario, spec), &spec.name).await {
             Ok(msgs) => write_recovered(&recovered.join(format!("{}.jsonl", spec.name)), &msgs)?,
             Err(reason) => {

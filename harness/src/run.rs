@@ -22,6 +22,7 @@ use crate::progress::Progress;
 use crate::scenario::{LoadError, Overrides, Resolved};
 use crate::schedule::{self, derive_seed};
 use jetsam_core::duration::{format_duration, parse_duration};
+use jetsam_core::event::EventKind;
 use jetsam_core::exit;
 use jetsam_core::report::{Report, Verdict};
 use jetsam_core::scenario::{Expect, Scenario};
@@ -42,6 +43,8 @@ pub const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on replicas converging after the final heal.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub use crate::readback::READ_TIMEOUT;
+/// Bound on the target's failover step after the final heal.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on making one publisher.
 pub const PUBLISHER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -394,7 +397,48 @@ async fn phases(
         .await?;
     progress.phase("start", &format!("cluster ready and stream created in {}ms", t.elapsed().as_millis()));
 
-    let publishers = make_publishers(scenario, &cluster, target).await?;
+    let workload = load_phase(resolved, schedule, &mut cluster, target, run_dir, &events, start, progress).await?;
+
+    progress.phase("heal", "healing every node and waiting for convergence");
+    cluster.heal_all(&events)?;
+    failover(&cluster, target, &events, progress).await?;
+    if let Err(e) = wait_converged_or_exit(scenario, &mut cluster, target, &events).await? {
+        // Not fatal: read-back still runs and the checker judges what is there.
+        progress.line(&format!("warning: {e}"));
+    }
+
+    crate::readback::read_back(scenario, &mut cluster, target, run_dir, &events, progress).await?;
+    cluster.shutdown_proxies().await;
+    drop(cluster);
+    if let Some(why) = target.fatal() {
+        return Err(RunError::Adapter(why));
+    }
+
+    progress.phase("check", "checking");
+    let (input, config) = jetsam_checkers::load_run(run_dir, &jetsam_checkers::Overrides::default())
+        .map_err(|e| RunError::Check(e.to_string()))?;
+    let mut report = jetsam_checkers::check(&input, &config);
+    report.latency = workload.latency();
+    crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
+    Ok(report)
+}
+
+/// The load phase: the workload's clients publish for the scenario's
+/// duration while the nemesis runs the schedule; ends at once when the
+/// target's machinery fails (no verdict then).
+#[allow(clippy::too_many_arguments)]
+async fn load_phase(
+    resolved: &Resolved,
+    schedule: &schedule::Schedule,
+    cluster: &mut Cluster,
+    target: &dyn Target,
+    run_dir: &Path,
+    events: &Arc<EventLog>,
+    start: Instant,
+    progress: &Progress,
+) -> Result<jetsam_workloads::WorkloadResult, RunError> {
+    let scenario = &resolved.scenario;
+    let publishers = make_publishers(scenario, cluster, target).await?;
     let (writer, sink) = HistoryWriter::spawn(&run_dir.join(jetsam_checkers::load::HISTORY_FILE), start)?;
     let counters = Arc::new(Counters::default());
     let config = WorkloadConfig {
@@ -416,7 +460,7 @@ async fn phases(
     let load = async {
         tokio::join!(
             jetsam_workloads::run(&config, publishers, sink, counters.clone()),
-            crate::nemesis::run(scenario, schedule, &mut cluster, target, &events, nemesis_load),
+            crate::nemesis::run(scenario, schedule, cluster, target, events, nemesis_load),
         )
     };
     // An adapter that breaks the protocol ends the load at once: nothing it
@@ -432,7 +476,7 @@ async fn phases(
     let workload = workload?;
     let nemesis = nemesis?;
     writer.finish().await?;
-    let c = workload.counts;
+    let c = &workload.counts;
     progress.phase(
         "load",
         &format!(
@@ -440,28 +484,51 @@ async fn phases(
             c.invoked, c.acked, c.info, c.failed, nemesis.injected, nemesis.skipped
         ),
     );
+    Ok(workload)
+}
 
-    progress.phase("heal", "healing every node and waiting for convergence");
-    cluster.heal_all(&events)?;
-    if let Err(e) = wait_converged_or_exit(scenario, &mut cluster, target, &events).await? {
-        // Not fatal: read-back still runs and the checker judges what is there.
-        progress.line(&format!("warning: {e}"));
+/// After the final heal, when faults kept nodes down (`restart = false`):
+/// the target's failover step, if it has one, bounded by
+/// [`FAILOVER_TIMEOUT`] plus slack. What it did is a `failover` event; a
+/// failure is a warning (read-back still runs and the checker judges what
+/// the nodes hold).
+async fn failover(
+    cluster: &Cluster,
+    target: &dyn Target,
+    events: &EventLog,
+    progress: &Progress,
+) -> Result<(), RunError> {
+    let down = cluster.kept_down();
+    if down.is_empty() {
+        return Ok(());
     }
-
-    crate::readback::read_back(scenario, &mut cluster, target, run_dir, &events, progress).await?;
-    cluster.shutdown_proxies().await;
-    drop(cluster);
-    if let Some(why) = target.fatal() {
-        return Err(RunError::Adapter(why));
+    let limit = FAILOVER_TIMEOUT + TARGET_SLACK;
+    let answer = tokio::time::timeout(limit, target.failover(cluster.specs(), &down, FAILOVER_TIMEOUT))
+        .await
+        .unwrap_or_else(|_| Some(Err(format!("no answer within {}s", limit.as_secs()))));
+    match answer {
+        None => progress.line(&format!(
+            "{} kept down; the target has no failover step: the others carry on as they are",
+            down.join(", ")
+        )),
+        Some(Ok(f)) => {
+            progress.phase(
+                "heal",
+                &format!("failover for {}: leader {}; {}", down.join(", "), f.leader.as_deref().unwrap_or("?"), f.note),
+            );
+            let mut details: crate::cluster::Details = vec![("note", f.note.into())];
+            if let Some(leader) = f.leader {
+                details.push(("leader", leader.into()));
+            }
+            events.record(EventKind::Failover, down, details)?;
+        }
+        Some(Err(why)) => {
+            let message = format!("failover for {} failed: {why}", down.join(", "));
+            progress.line(&format!("warning: {message}"));
+            events.record(EventKind::Warning, down, [("message", message.into())])?;
+        }
     }
-
-    progress.phase("check", "checking");
-    let (input, config) = jetsam_checkers::load_run(run_dir, &jetsam_checkers::Overrides::default())
-        .map_err(|e| RunError::Check(e.to_string()))?;
-    let mut report = jetsam_checkers::check(&input, &config);
-    report.latency = workload.latency();
-    crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
-    Ok(report)
+    Ok(())
 }
 
 /// One publisher per workload client, each made within [`PUBLISHER_TIMEOUT`].

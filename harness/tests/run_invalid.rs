@@ -53,7 +53,11 @@ fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
         (
             "unknown key in a fault",
             ("every = \"2s\"", "every = \"2s\"\nsevirity = 3"),
-            &[":17:", "unknown key \"sevirity\"", "fix: a kill fault takes only"],
+            &[
+                ":17:",
+                "unknown key \"sevirity\"",
+                "fix: a kill fault takes kind, targets, every or at, heal_after and restart",
+            ],
         ),
         ("bad value type", ("nodes = 3", "nodes = \"three\""), &["line 2", "invalid type"]),
         ("bad duration", ("duration = \"5s\"", "duration = \"5 parsecs\""), &["line 3", "invalid duration"]),
@@ -98,6 +102,21 @@ fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
             "power-loss keep_fraction out of range",
             ("kind = \"kill\"", "kind = \"power-loss\"\nkeep_fraction = 2.5"),
             &[":15:", "keep_fraction", "fix: set one of"],
+        ),
+        (
+            "restart on a fault kind that cannot keep a node down",
+            ("kind = \"kill\"", "kind = \"pause\"\nrestart = false"),
+            &[":15:", "faults[0] (pause): restart applies only to kill and power-loss faults", "fix: remove restart"],
+        ),
+        (
+            "restart that is not a boolean",
+            ("every = \"2s\"", "every = \"2s\"\nrestart = \"no\""),
+            &[":17:", "restart = \"no\" is not true or false", "fix: write restart = false"],
+        ),
+        (
+            "restart = false with every",
+            ("every = \"2s\"", "every = \"2s\"\nrestart = false"),
+            &[":17:", "each interval would take one more node down", "fix: give fixed times"],
         ),
         (
             "two discard models",

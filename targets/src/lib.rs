@@ -102,6 +102,15 @@ pub enum ReadBack {
     AfterStop,
 }
 
+/// What a target's failover step did ([`Target::failover`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// The node that now takes writes, when the target says.
+    pub leader: Option<String>,
+    /// What it did, in the target's words (recorded in events.jsonl).
+    pub note: String,
+}
+
 /// One system under test.
 pub trait Target: Send + Sync {
     /// `node`, `nats` or `adapter`.
@@ -180,6 +189,22 @@ pub trait Target: Send + Sync {
         _scenario: &'a Scenario,
         _node: &'a NodeSpec,
     ) -> BoxFuture<'a, Option<Result<OfflineRead, String>>> {
+        Box::pin(async { None })
+    }
+
+    /// After the final heal, when faults kept nodes down (`restart = false`):
+    /// lets the system hand their roles to the running nodes as its operator
+    /// would (promote a standby, re-point the others), before the controller
+    /// waits for convergence and reads back. `down` names the kept-down
+    /// nodes. `None`: the target has no such step (the default; the nodes
+    /// stay down and nothing else happens). `Some(Err(why))`: it tried and
+    /// failed (a warning; read-back still runs). Bounded by `timeout`.
+    fn failover<'a>(
+        &'a self,
+        _nodes: &'a [NodeSpec],
+        _down: &'a [String],
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Option<Result<Failover, String>>> {
         Box::pin(async { None })
     }
 

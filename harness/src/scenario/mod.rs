@@ -32,6 +32,19 @@ pub const SHAPE_DEFAULT: &str = "majority-minority";
 pub const SELECTORS: &[&str] = &["one", "minority", "majority", "all", "leader"];
 /// How long a fault lasts when the scenario does not say (`heal_after`).
 pub const HEAL_AFTER_DEFAULT: Duration = Duration::from_secs(2);
+/// Fault kinds whose nodes `restart = false` may keep down to the end of the
+/// run: the ones that stop a node. A pause or io-error leaves it running, and
+/// a bitflip or truncate exists to see what the restart does with its files.
+pub const KEEP_DOWN_KINDS: &[&str] = &["kill", "power-loss"];
+
+/// Whether a fault line keeps its nodes down: `restart = false` (validated
+/// to appear only on [`KEEP_DOWN_KINDS`]). Its heal and the final heal then
+/// leave them stopped, and read-back reads them offline or marks them
+/// unreadable (docs/scenarios.md).
+pub fn keeps_down(fault: &Fault) -> bool {
+    fault.options.get("restart").and_then(|v| v.as_bool()) == Some(false)
+}
+
 /// Most nodes a scenario may ask for.
 pub const NODES_MAX: u32 = 15;
 /// Longest run a scenario may ask for.
@@ -261,6 +274,23 @@ mod tests {
         // Not written: the header of its table.
         assert_eq!(find_key_line(text, "faults", Some(0), "every"), Some(5));
         assert_eq!(find_key_line(text, "workload", None, "rate"), None);
+    }
+
+    #[test]
+    fn restart_false_is_accepted_on_kill_and_power_loss_and_survives_the_resolved_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keep.toml");
+        let text = "name = \"k\"\nnodes = 3\nduration = \"5s\"\n[stream]\nreplicas = 3\n\
+                    [[faults]]\nkind = \"power-loss\"\ntargets = [\"n1\"]\nat = [\"2s\"]\nrestart = false\n\
+                    [[faults]]\nkind = \"kill\"\nat = [\"3s\"]\nrestart = true\n";
+        std::fs::write(&file, text).unwrap();
+        let loaded = load(&file, &Overrides::default(), None, || 7).unwrap();
+        assert!(keeps_down(&loaded.scenario.faults[0]));
+        assert!(!keeps_down(&loaded.scenario.faults[1]), "restart = true is the default behaviour");
+        let resolved = loaded.to_toml();
+        let again = Scenario::from_toml_str("resolved", &resolved).unwrap();
+        assert_eq!(again.faults, loaded.scenario.faults, "the resolved file replays restart as written");
+        assert!(keeps_down(&again.faults[0]));
     }
 
     #[test]

@@ -329,6 +329,30 @@ fn validate_fault_options(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Resul
     Ok(())
 }
 
+/// `restart` (kill and power-loss): a boolean; `false` keeps the nodes
+/// down for good, so only at fixed times (`every` would take one more node
+/// down at each interval until none is left to read).
+fn validate_restart(ctx: &Ctx, i: usize, f: &Fault) -> Result<(), ScenarioError> {
+    let Some(value) = f.options.get("restart") else { return Ok(()) };
+    let line = |key| ctx.line("faults", Some(i), key);
+    let which = format!("faults[{i}] ({})", f.kind);
+    let Some(restart) = value.as_bool() else {
+        return Err(ctx.invalid(
+            line("restart"),
+            format!("{which}: restart = {value} is not true or false"),
+            "write restart = false to keep the node down to the end of the run (default true: restarted at its heal)",
+        ));
+    };
+    if !restart && f.every.is_some() {
+        return Err(ctx.invalid(
+            line("restart"),
+            format!("{which}: restart = false with every: each interval would take one more node down for good"),
+            "give fixed times, e.g. at = [\"8s\"], or remove restart = false",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), ScenarioError> {
     let line = |key| ctx.line("faults", Some(i), key);
     let which = format!("faults[{i}] ({})", f.kind);
@@ -339,8 +363,16 @@ pub(super) fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Re
             format!("use one of: {}", FAULT_KINDS_SUPPORTED.join(", ")),
         ));
     }
+    if f.options.contains_key("restart") && !KEEP_DOWN_KINDS.contains(&f.kind.as_str()) {
+        return Err(ctx.invalid(
+            line("restart"),
+            format!("{which}: restart applies only to {} faults", KEEP_DOWN_KINDS.join(" and ")),
+            format!("remove restart, or keep a node down with kind = \"kill\" or \"power-loss\" and restart = false (a {} ends at its heal)", f.kind),
+        ));
+    }
     let allowed: &[&str] = match f.kind.as_str() {
-        "power-loss" => &["discard", "keep_fraction", "writeback_after"],
+        "kill" => &["restart"],
+        "power-loss" => &["discard", "keep_fraction", "writeback_after", "restart"],
         "io-error" => &["mode"],
         "partition" => &["shape"],
         "bitflip" => &["files", "bits"],
@@ -356,6 +388,7 @@ pub(super) fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Re
         return Err(ctx.invalid(line(key), format!("{which}: unknown key {key:?}"), fix));
     }
     validate_fault_options(ctx, s, i, f)?;
+    validate_restart(ctx, i, f)?;
     validate_targets(ctx, s, i, f)?;
     validate_timing(ctx, s, i, f)?;
     if f.heal_after.is_some_and(|h| h.is_zero()) {

@@ -85,6 +85,8 @@ pub struct Launch {
     pub cwd: PathBuf,
     /// Where stderr goes (`<run>/adapter/<role>.log`).
     pub log: PathBuf,
+    /// The target file's `protocol`: hello says it and the reply must echo it.
+    pub protocol: u32,
 }
 
 /// A running adapter process. Dropping it kills its process group.
@@ -214,7 +216,7 @@ impl AdapterProcess {
             tasks: vec![writer, reader],
         };
         let mut fields = hello;
-        fields.insert("protocol".into(), json!(super::spec::PROTOCOL_VERSION));
+        fields.insert("protocol".into(), json!(launch.protocol));
         let reply = process.request("hello", fields, HELLO_TIMEOUT).await.map_err(|e| match e {
             RequestError::Timeout { waited, .. } => process.fail(format!(
                 "no reply to hello within {waited:?}; an adapter must answer each request line with one JSON line on stdout (stderr: {})",
@@ -222,12 +224,13 @@ impl AdapterProcess {
             )),
             fatal => fatal,
         })?;
-        if reply.fields.get("protocol").and_then(Value::as_u64) != Some(u64::from(super::spec::PROTOCOL_VERSION)) {
+        if reply.fields.get("protocol").and_then(Value::as_u64) != Some(u64::from(launch.protocol)) {
+            let v = launch.protocol;
             return Err(process.fail_at(
                 &reply,
                 ProtocolError {
-                    what: "the hello reply does not say \"protocol\": 1".into(),
-                    expected: r#"{"id":0,"protocol":1,"adapter":"name version"}"#.into(),
+                    what: format!("the hello reply does not say \"protocol\": {v} (the target file's protocol)"),
+                    expected: format!(r#"{{"id":0,"protocol":{v},"adapter":"name version"}}"#),
                     got: reply.line.chars().take(200).collect(),
                 },
             ));
@@ -402,6 +405,7 @@ mod tests {
             argv: vec!["python3".into(), path.display().to_string()],
             cwd: dir.to_path_buf(),
             log: dir.join("adapter/control.log"),
+            protocol: 1,
         }
     }
 

@@ -126,6 +126,40 @@ pub fn read(fields: &Map<String, Value>, line: &str) -> Result<Result<Vec<Recove
     Ok(Ok(msgs))
 }
 
+/// A `failover` reply: `Ok(Ok(..))` when it did it, `Ok(Err(why))` when it
+/// says it could not, `Err` when the reply breaks the protocol (a `leader`
+/// that is not a running node of the cluster, neither `ok` nor `error`).
+pub fn failover(
+    fields: &Map<String, Value>,
+    nodes: &[String],
+    down: &[String],
+    line: &str,
+) -> Result<Result<crate::Failover, String>, ProtocolError> {
+    const SHAPE: &str = r#"{"id":N,"ok":true,"leader":"n2","note":"..."} or {"id":N,"error":"..."}"#;
+    if let Some(e) = fields.get("error") {
+        return match e.as_str() {
+            Some(e) => Ok(Err(e.to_string())),
+            None => Err(bad("a failover \"error\" that is not a string", SHAPE, line)),
+        };
+    }
+    if fields.get("ok").and_then(Value::as_bool) != Some(true) {
+        return Err(bad("a failover reply with neither \"ok\": true nor an \"error\"", SHAPE, line));
+    }
+    let leader = match fields.get("leader") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(l)) if nodes.contains(l) && !down.contains(l) => Some(l.clone()),
+        Some(other) => {
+            return Err(bad(
+                format!("a failover leader {other} that is not a running node of the cluster"),
+                SHAPE,
+                line,
+            ));
+        }
+    };
+    let note = fields.get("note").and_then(Value::as_str).unwrap_or_default().to_string();
+    Ok(Ok(crate::Failover { leader, note }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +197,31 @@ mod tests {
         assert_eq!(msgs, vec![RecoveredMsg { seq: 1, id: "0-0".into() }, RecoveredMsg { seq: 5, id: "1-0".into() }]);
         let (_, f) = parse_line(r#"{"id":3,"error":"no such table"}"#).unwrap();
         assert_eq!(read(&f, "").unwrap(), Err("no such table".into()));
+    }
+
+    #[test]
+    fn failover_replies_parse_and_a_leader_that_is_down_or_unknown_is_refused() {
+        let down = vec!["n1".to_string()];
+        let parse = |line: &str| {
+            let (_, f) = parse_line(line).unwrap();
+            failover(&f, &nodes(), &down, line)
+        };
+        assert_eq!(
+            parse(r#"{"id":4,"ok":true,"leader":"n2","note":"promoted n2"}"#).unwrap(),
+            Ok(crate::Failover { leader: Some("n2".into()), note: "promoted n2".into() })
+        );
+        assert_eq!(parse(r#"{"id":4,"ok":true}"#).unwrap(), Ok(crate::Failover { leader: None, note: String::new() }));
+        assert_eq!(parse(r#"{"id":4,"error":"no standby"}"#).unwrap(), Err("no standby".into()));
+        for (line, what) in [
+            (r#"{"id":4,"ok":true,"leader":"n1"}"#, "leader \"n1\" that is not a running node"),
+            (r#"{"id":4,"ok":true,"leader":"n7"}"#, "leader \"n7\" that is not a running node"),
+            (r#"{"id":4,"ok":false}"#, "neither \"ok\": true nor an \"error\""),
+            (r#"{"id":4,"error":3}"#, "\"error\" that is not a string"),
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(e.what.contains(what), "{line}: {e}");
+            assert!(e.expected.contains("\"leader\":\"n2\""), "{e}");
+        }
     }
 
     #[test]

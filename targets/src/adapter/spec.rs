@@ -18,8 +18,14 @@ use std::time::Duration;
 
 use super::template::placeholders;
 
-/// The version of docs/adapter-protocol.md this code speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest version of docs/adapter-protocol.md this code speaks.
+/// Version 2 added the optional `failover` op (declared in hello's reply).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The versions a target file may declare: a version 1 adapter (no
+/// `failover`) runs unchanged; its hello says `"protocol": 1`.
+pub const PROTOCOL_VERSIONS: &[u32] = &[1, 2];
+/// The first version with the `failover` op.
+pub const PROTOCOL_FAILOVER: u32 = 2;
 /// Most nodes a target file may allow (the scenario's own limit).
 pub const NODES_MAX: u32 = 15;
 /// Largest template file read (a config file, not data).
@@ -394,10 +400,10 @@ fn is_node_name(name: &str) -> bool {
 /// Rules of the file on its own (no templates read yet).
 fn check_file(f: &TargetFile) -> Result<(), (String, String)> {
     let err = |m: String, fix: &str| Err((m, fix.to_string()));
-    if f.protocol != PROTOCOL_VERSION {
+    if !PROTOCOL_VERSIONS.contains(&f.protocol) {
         return err(
-            format!("protocol = {} is not {PROTOCOL_VERSION}", f.protocol),
-            "write the target file and adapter for docs/adapter-protocol.md version 1",
+            format!("protocol = {} is not 1 or {PROTOCOL_VERSION}", f.protocol),
+            "write the target file and adapter for docs/adapter-protocol.md version 2 (version 1 is still accepted)",
         );
     }
     if !jetsam_core::scenario::is_plain_name(&f.name) {
@@ -544,7 +550,7 @@ values.off = { log = "no" }
     fn broken_files_are_refused_with_what_to_fix() {
         let dir = tempfile::tempdir().unwrap();
         let cases: &[(&str, &str, &str)] = &[
-            (&GOOD.replace("protocol = 1", "protocol = 2"), "ok", "protocol = 2"),
+            (&GOOD.replace("protocol = 1", "protocol = 3"), "ok", "protocol = 3 is not 1 or 2"),
             (&GOOD.replace("corrupt_globs", "corupt_globs"), "ok", "unknown field `corupt_globs`"),
             (
                 &GOOD.replace("{client_port}\", \"--conf", "{clientport}\", \"--conf"),

@@ -8,7 +8,7 @@ use super::process::{AdapterProcess, Fatal, Launch, Reply, RequestError, stderr_
 use super::reply::{self, ProtocolError};
 use super::spec::{LoadedTarget, PeerPort, ReadBackSpec, SpecError};
 use super::template::StreamValues;
-use crate::{BoxFuture, CommandSpec, NodeSpec, PublishOutcome, Publisher, ReadBack, Target, TargetError};
+use crate::{BoxFuture, CommandSpec, Failover, NodeSpec, PublishOutcome, Publisher, ReadBack, Target, TargetError};
 use jetsam_core::duration::parse_duration;
 use jetsam_core::recovered::RecoveredMsg;
 use jetsam_core::report::Mode;
@@ -29,6 +29,8 @@ const CONVERGED_INTERVAL: Duration = Duration::from_millis(200);
 const CREATE_INTERVAL: Duration = Duration::from_millis(200);
 /// One `read` or `read_cluster`.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// One `failover` answer (a promotion may replay WAL, restart a server).
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// One `leader` answer (the nemesis asks it while faults run).
 const LEADER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a publish waits before answering `info` once the adapter has failed.
@@ -47,6 +49,8 @@ pub struct Hello {
     pub cluster_view: bool,
     /// It answers `leader`.
     pub leader: bool,
+    /// It answers `failover` (protocol 2; hello said `"failover": true`).
+    pub failover: bool,
 }
 
 /// The control process and what its hello said the adapter offers.
@@ -134,6 +138,7 @@ impl AdapterTarget {
             argv: self.spec.file.adapter.clone(),
             cwd: self.spec.dir.clone(),
             log: adapter_dir(nodes).join(format!("{role_file}.log")),
+            protocol: self.spec.file.protocol,
         }
     }
 
@@ -170,7 +175,10 @@ impl AdapterTarget {
                 .await?;
                 let cap = |k: &str| caps.get(k).and_then(Value::as_bool).unwrap_or(true);
                 let adapter = caps.get("adapter").and_then(Value::as_str).unwrap_or("?").to_string();
-                let hello = Hello { adapter, cluster_view: cap("cluster_view"), leader: cap("leader") };
+                // Unlike the others, failover is opt-in: a version 1 adapter has none.
+                let failover = self.spec.file.protocol >= super::spec::PROTOCOL_FAILOVER
+                    && caps.get("failover").and_then(Value::as_bool) == Some(true);
+                let hello = Hello { adapter, cluster_view: cap("cluster_view"), leader: cap("leader"), failover };
                 Ok(Control { process, hello })
             })
             .await
@@ -521,6 +529,32 @@ impl Target for AdapterTarget {
                 Ok(c) if !c.hello.cluster_view => None,
                 Ok(_) => Some(self.read_op(nodes, "read_cluster", Map::new()).await),
                 Err(e) => Some(Err(e.to_string())),
+            }
+        })
+    }
+
+    fn failover<'a>(
+        &'a self,
+        nodes: &'a [NodeSpec],
+        down: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Option<Result<Failover, String>>> {
+        Box::pin(async move {
+            let control = match self.control(nodes).await {
+                Ok(c) if !c.hello.failover => return None,
+                Ok(c) => c,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+            let mut fields = Map::new();
+            fields.insert("down".into(), json!(down));
+            let r = match control.process.request("failover", fields, timeout).await {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+            let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+            match reply::failover(&r.fields, &names, down, &r.line) {
+                Ok(result) => Some(result),
+                Err(e) => Some(Err(control.process.fail_at(&r, e).to_string())),
             }
         })
     }
