@@ -12,7 +12,8 @@
 //! punch hole), copy:F:G:OFF:LEN (copy_file_range of F's first LEN bytes to G
 //! at OFF), mmap:F (size F to 4 KiB and map it shared + writable, write
 //! nothing), fsync:F, fdatasync:F,
-//! sync, rename:F:G, unlink:F, child:OP (run OP in a child jetsam-fsprobe and
+//! sync, syncfs, rename:F:G, unlink:F, link:F:G (hard link), mkdir:D,
+//! fsyncdir:D (fsync of a directory; `.` is DIR), child:OP (run OP in a child jetsam-fsprobe and
 //! wait for it), sigurg:N (N SIGURGs to this process, handled),
 //! sleepms:N, wait (print `waiting`, read a line from stdin), nullwrites:N (N 1-byte
 //! writes to /dev/null), filewrites:F:N:LEN (N appending writes of LEN),
@@ -140,6 +141,19 @@ fn run_op(dir: &Path, op: &str) -> io::Result<()> {
             Ok(())
         }
         "rename" => std::fs::rename(p(1), p(2)),
+        "link" => std::fs::hard_link(p(1), p(2)),
+        "mkdir" => std::fs::create_dir_all(p(1)),
+        // fsync of a directory: "fsyncdir:." is DIR itself.
+        "fsyncdir" => File::open(p(1))?.sync_all(),
+        "syncfs" => {
+            let d = File::open(dir)?;
+            // SAFETY: syncfs on a descriptor we own.
+            if unsafe { libc::syncfs(std::os::unix::io::AsRawFd::as_raw_fd(&d)) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
         "unlink" => std::fs::remove_file(p(1)),
         "child" => {
             let status = std::process::Command::new(std::env::current_exe()?)

@@ -3,6 +3,7 @@
 //! and clear the log. It does not kill anything and refuses to run while a
 //! tracer still holds the state dir's lock.
 
+use super::dirents::{DirentModel, DirentReport};
 use super::undo::{self, FileKey, FileLog, PAGE_SIZE};
 use super::{DiscardModel, LOCK_FILE, PowerError, WARNINGS_FILE};
 use rand::{Rng, SeedableRng};
@@ -37,6 +38,9 @@ pub struct DiscardReport {
     pub missing: Vec<String>,
     /// What the tracer saw but could not model (e.g. shared writable mmap of a data file).
     pub warnings: Vec<String>,
+    /// With a dirent model other than durable: the directory operations
+    /// reverted and kept.
+    pub dirents: Option<DirentReport>,
 }
 
 /// One restored file.
@@ -90,6 +94,18 @@ pub fn discard(
     model: &DiscardModel,
     seed: u64,
 ) -> Result<DiscardReport, PowerError> {
+    discard_with(data_dir, state_dir, model, DirentModel::Durable, seed)
+}
+
+/// [`discard`], with directory operations kept or reverted per `dirents`
+/// (reverted first, so a file that comes back gets its synced content).
+pub fn discard_with(
+    data_dir: &Path,
+    state_dir: &Path,
+    model: &DiscardModel,
+    dirents: DirentModel,
+    seed: u64,
+) -> Result<DiscardReport, PowerError> {
     if let DiscardModel::KeepFraction(f) = model
         && !(0.0..=1.0).contains(f)
     {
@@ -104,6 +120,16 @@ pub fn discard(
             return Err(PowerError::Busy { path: state_dir.to_path_buf(), waited_ms: LOCK_WAIT_MS });
         }
         std::thread::sleep(Duration::from_millis(LOCK_POLL_MS));
+    };
+    // Files the journal kept alive outside the data dir: if they do not come
+    // back, their undo logs go quietly (the name was taken away for good).
+    let kept_alive = super::dirents::kept_inodes(state_dir);
+    let dirent_report = match dirents {
+        DirentModel::Durable => {
+            super::dirents::clear(state_dir)?;
+            None
+        }
+        model => Some(super::dirents::undo(data_dir, state_dir, model, now_ns())?),
     };
     let (logs, torn) = undo::read_all(state_dir).map_err(|e| PowerError::io("read the undo log in", state_dir, e))?;
     for path in torn {
@@ -129,8 +155,9 @@ pub fn discard(
         pages_discarded: 0,
         pages_kept: 0,
         files: Vec::new(),
-        missing: by_key.values().map(|l| l.path.clone()).collect(),
+        missing: by_key.values().filter(|l| !kept_alive.contains(&l.key.ino)).map(|l| l.path.clone()).collect(),
         warnings: Vec::new(),
+        dirents: dirent_report,
     };
     for (rel, log) in &found {
         let keep: BTreeMap<u64, bool> = log

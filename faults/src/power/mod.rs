@@ -13,13 +13,15 @@
 //! written but never synced comes back with its synced size, 0). See
 //! docs/power-loss.md.
 
+pub mod dirents;
 mod discard;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod tracer;
 pub mod trigger;
 pub mod undo;
 
-pub use discard::{DiscardReport, DiscardedFile, discard};
+pub use dirents::DirentModel;
+pub use discard::{DiscardReport, DiscardedFile, discard, discard_with};
 pub use undo::PAGE_SIZE;
 
 use serde::{Deserialize, Serialize};

@@ -36,6 +36,8 @@ impl Tracer {
             | libc::SYS_openat2
             | libc::SYS_unlink
             | libc::SYS_unlinkat
+            | libc::SYS_link
+            | libc::SYS_linkat
             | libc::SYS_rename
             | libc::SYS_renameat
             | libc::SYS_renameat2 => self.decide_names(tid, nr, a),
@@ -140,10 +142,15 @@ impl Tracer {
                 let (dirfd, path, flags) = match nr {
                     libc::SYS_openat => (a[0] as i32, a[1], a[2]),
                     libc::SYS_open => (libc::AT_FDCWD, a[0], a[1]),
-                    libc::SYS_creat => (libc::AT_FDCWD, a[0], libc::O_TRUNC as u64),
+                    libc::SYS_creat => (libc::AT_FDCWD, a[0], (libc::O_CREAT | libc::O_TRUNC) as u64),
                     // openat2(dirfd, path, struct open_how *how, size): flags is how's first u64.
                     _ => (a[0] as i32, a[1], read_u64(tid, a[2]).unwrap_or(0)),
                 };
+                if flags & libc::O_CREAT as u64 != 0
+                    && let Some(resume) = self.dirent_create(tid, dirfd, path)
+                {
+                    return resume;
+                }
                 if flags & libc::O_TRUNC as u64 == 0 {
                     return Resume::Cont;
                 }
@@ -158,6 +165,9 @@ impl Tracer {
                 if nr == libc::SYS_unlinkat && a[2] & AT_REMOVEDIR != 0 {
                     return Resume::Cont;
                 }
+                if let Some(resume) = self.dirent_unlink(tid, dirfd, path) {
+                    return resume;
+                }
                 self.victim(tid, dirfd, path)
             }
             libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2 => {
@@ -166,7 +176,19 @@ impl Tracer {
                     // Both files live on under other names: no inode goes away.
                     return Resume::Cont;
                 }
+                let from = if nr == libc::SYS_rename { (libc::AT_FDCWD, a[0]) } else { (a[0] as i32, a[1]) };
+                if let Some(resume) = self.dirent_rename(tid, from, (dirfd, path)) {
+                    return resume;
+                }
                 self.victim(tid, dirfd, path)
+            }
+            libc::SYS_link | libc::SYS_linkat => {
+                let (from, to) = if nr == libc::SYS_link {
+                    ((libc::AT_FDCWD, a[0]), (libc::AT_FDCWD, a[1]))
+                } else {
+                    ((a[0] as i32, a[1]), (a[2] as i32, a[3]))
+                };
+                self.dirent_link(tid, from, to).unwrap_or(Resume::Cont)
             }
             other => unreachable!("syscall {other} routed to decide_names"),
         }
@@ -184,6 +206,10 @@ impl Tracer {
                 if self.io_error().is_some_and(IoErrorMode::fails_sync) {
                     return Resume::Fail(libc::EIO);
                 }
+                if t.nlink == u64::MAX {
+                    // A directory: what it makes durable is its entries.
+                    return self.dirent_dir_sync(t.rel);
+                }
                 // Counted toward an armed fsync trigger: regular files only.
                 let counted = if t.nlink != u64::MAX && !self.fired {
                     read_fsync_trigger(&self.state_dir).map(|trigger| Counted {
@@ -198,10 +224,10 @@ impl Tracer {
                     let mut snap = self.snapshots(|k| k == t.key);
                     // The descriptor's size is known even before the first write of this life.
                     snap.iter_mut().for_each(|s| s.size = Some(t.size));
-                    self.begin_sync(snap, counted)
+                    self.begin_sync(snap, counted, None)
                 } else if counted.is_some() {
                     // Nothing unsynced, but its return still counts.
-                    Resume::Exit(Pending::Sync(Vec::new(), counted))
+                    Resume::Exit(Pending::Sync(Vec::new(), counted, None))
                 } else {
                     Resume::Cont
                 }
@@ -214,8 +240,9 @@ impl Tracer {
                 if meta.dev() == self.data_dev && self.io_error().is_some_and(IoErrorMode::fails_sync) {
                     return Resume::Fail(libc::EIO);
                 }
-                if self.files.keys().any(|k| k.dev == meta.dev()) {
-                    self.begin_sync(self.snapshots(|k| k.dev == meta.dev()), None)
+                if meta.dev() == self.data_dev || self.files.keys().any(|k| k.dev == meta.dev()) {
+                    let upto = (meta.dev() == self.data_dev).then(|| self.dirent_upto());
+                    self.begin_sync(self.snapshots(|k| k.dev == meta.dev()), None, upto)
                 } else {
                     Resume::Cont
                 }
@@ -228,7 +255,8 @@ impl Tracer {
                     // sync(2) cannot fail: it returns 0 but persists nothing.
                     return Resume::Fail(0);
                 }
-                if self.files.is_empty() { Resume::Cont } else { self.begin_sync(self.snapshots(|_| true), None) }
+                let upto = Some(self.dirent_upto());
+                self.begin_sync(self.snapshots(|_| true), None, upto)
             }
             other => unreachable!("syscall {other} routed to decide_sync"),
         }

@@ -36,6 +36,8 @@ fn traced_syscalls() -> Vec<i64> {
         libc::SYS_renameat2,
         libc::SYS_unlink,
         libc::SYS_unlinkat,
+        libc::SYS_link,
+        libc::SYS_linkat,
         libc::SYS_fsync,
         libc::SYS_fdatasync,
         libc::SYS_sync_file_range,
@@ -46,7 +48,7 @@ fn traced_syscalls() -> Vec<i64> {
     ]
 }
 
-/// The filter: trace the list above, openat/open only with O_TRUNC, mmap only
+/// The filter: trace the list above, openat/open only with O_TRUNC or O_CREAT, mmap only
 /// shared + writable; io_uring_setup and non-x86_64 ABIs get ENOSYS.
 pub fn build_filter() -> Vec<libc::sock_filter> {
     const LD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
@@ -72,7 +74,7 @@ pub fn build_filter() -> Vec<libc::sock_filter> {
     for (nr, arg) in [(libc::SYS_openat, 2), (libc::SYS_open, 1)] {
         f.push(jump(JEQ, nr as u32, 0, 4));
         f.push(stmt(LD, off_arg(arg)));
-        f.push(jump(JSET, libc::O_TRUNC as u32, 0, 1));
+        f.push(jump(JSET, (libc::O_TRUNC | libc::O_CREAT) as u32, 0, 1));
         f.push(stmt(RET, SECCOMP_RET_TRACE));
         f.push(stmt(RET, SECCOMP_RET_ALLOW));
     }

@@ -17,6 +17,7 @@
 //! (ENOSYS). x86_64 only.
 
 mod decide;
+mod dirent_ops;
 mod filter;
 mod model;
 mod proc;
@@ -285,7 +286,9 @@ enum Pending {
     /// fsync/fdatasync of one file, sync(2) or syncfs(2) of its file system:
     /// on success each file's log is dropped up to its snapshot, and a
     /// counted data-file fsync advances the armed fsync trigger.
-    Sync(Vec<SyncSnapshot>, Option<Counted>),
+    Sync(Vec<SyncSnapshot>, Option<Counted>, Option<u64>),
+    /// A directory operation or directory fsync for the dirent journal.
+    Dirent(dirent_ops::DirPending),
     /// unlink/rename over the last link of a tracked file: drop its log on success.
     DropIfGone(FileKey),
     /// A write through an O_SYNC/O_DSYNC descriptor (or RWF_[D]SYNC) to a
@@ -344,6 +347,8 @@ struct Tracer {
     holding_since: Option<std::time::Instant>,
     /// Threads stopped at a sync's entry while holding, in arrival order.
     held: Vec<i32>,
+    /// The next directory-journal seq.
+    dirent_seq: u64,
 }
 
 fn is_esrch(e: &nix::Error) -> bool {
@@ -389,6 +394,7 @@ impl Tracer {
             fired: false,
             holding_since: None,
             held: Vec::new(),
+            dirent_seq: crate::power::dirents::next_seq(state_dir)?,
         })
     }
 
@@ -496,7 +502,12 @@ impl Tracer {
         if let Some(p) = self.pending.remove(&tid) {
             let ret = ptrace::getregs(pid)?.rax as i64;
             match p {
-                Pending::Sync(snapshots, counted) => {
+                Pending::Sync(snapshots, counted, all_upto) => {
+                    if let Some(upto) = all_upto
+                        && ret >= 0
+                    {
+                        self.dirent_synced_all(upto);
+                    }
                     for snap in snapshots {
                         self.end_sync(snap);
                         if ret >= 0 {
@@ -509,6 +520,7 @@ impl Tracer {
                         self.count_fsync(c);
                     }
                 }
+                Pending::Dirent(p) => self.dirent_done(tid, p, ret),
                 Pending::DropIfGone(key) if ret >= 0 => self.drop_log(key),
                 Pending::Durable { key, offset } if ret > 0 => self.record_durable(key, offset, ret as u64),
                 Pending::DropIfGone(_) | Pending::Durable { .. } => {}

@@ -128,14 +128,19 @@ impl Tracer {
     }
 
     /// A sync of these files is about to run: start watching for re-dirtied pages.
-    pub(super) fn begin_sync(&mut self, snaps: Vec<SyncSnapshot>, counted: Option<Counted>) -> Resume {
+    pub(super) fn begin_sync(
+        &mut self,
+        snaps: Vec<SyncSnapshot>,
+        counted: Option<Counted>,
+        all_upto: Option<u64>,
+    ) -> Resume {
         for snap in &snaps {
             if let Some(t) = self.files.get_mut(&snap.key) {
                 t.syncs_in_flight += 1;
                 t.epoch = Some(SyncEpoch { size: snap.size.unwrap_or(t.size_before), seen: HashSet::new() });
             }
         }
-        Resume::Exit(Pending::Sync(snaps, counted))
+        Resume::Exit(Pending::Sync(snaps, counted, all_upto))
     }
 
     /// A sync returned (either way): stop watching once none runs.
