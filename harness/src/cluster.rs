@@ -20,7 +20,7 @@ use jetsam_core::event::EventKind;
 use jetsam_core::scenario::Scenario;
 use jetsam_faults::disk::{Corruption, DiskError};
 use jetsam_faults::net::{Link, LinkProxies, NetError, Shape};
-use jetsam_faults::power::{DiscardModel, IoErrorMode, PowerError};
+use jetsam_faults::power::{DirentModel, DiscardModel, IoErrorMode, PowerError};
 use jetsam_faults::process::{LaunchSpec, NodeProcess, ProcState, ProcessError};
 use jetsam_targets::{NodeSpec, Target, TargetError};
 use std::collections::BTreeMap;
@@ -61,6 +61,14 @@ pub enum ClusterError {
         "failed to see every process and thread of node {node} exit within {waited:?} after its power loss (still alive: {pids:?}); the machine may be overloaded"
     )]
     GroupAlive { node: String, pids: Vec<u32>, waited: Duration },
+}
+
+/// What a power loss throws away: unsynced pages per `pages`, directory
+/// operations per `dirents`.
+#[derive(Debug, Clone, Copy)]
+pub struct LossModel<'a> {
+    pub pages: &'a DiscardModel,
+    pub dirents: DirentModel,
 }
 
 /// How the nodes are run, from the scenario's fault kinds.
@@ -312,7 +320,7 @@ impl Cluster {
         &mut self,
         names: &[String],
         events: &EventLog,
-        model: &DiscardModel,
+        model: LossModel<'_>,
         seeds: &[u64],
         details: Details,
     ) -> Result<Vec<(String, ProcessError)>, ClusterError> {
@@ -338,7 +346,7 @@ impl Cluster {
             let state_dir = self.state_dirs[name].clone();
             let data_dir = self.spec(name).data_dir.clone();
             wait_gone(name, group, tracee)?;
-            let report = jetsam_faults::power::discard(&data_dir, &state_dir, model, *seed)?;
+            let report = jetsam_faults::power::discard_with(&data_dir, &state_dir, model.pages, model.dirents, *seed)?;
             let mut d = details.clone();
             d.push(("model", serde_json::to_value(report.model).expect("a model serializes")));
             d.push(("seed", report.seed.into()));
@@ -348,6 +356,14 @@ impl Cluster {
             d.push(("files", serde_json::to_value(&report.files).expect("files serialize")));
             if !report.missing.is_empty() {
                 d.push(("missing", report.missing.clone().into()));
+            }
+            if let Some(dirents) = &report.dirents {
+                d.push(("dirents", serde_json::to_value(model.dirents).expect("a model serializes")));
+                d.push(("dirents_undone", dirents.undone.clone().into()));
+                d.push(("dirents_kept", dirents.kept.into()));
+                if !dirents.skipped.is_empty() {
+                    d.push(("dirents_skipped", dirents.skipped.clone().into()));
+                }
             }
             events.record(EventKind::PowerLoss, vec![name.clone()], d)?;
             for w in &report.warnings {

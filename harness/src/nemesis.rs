@@ -29,7 +29,7 @@ use crate::triggers::{Fired, Triggers};
 use jetsam_core::event::EventKind;
 use jetsam_core::scenario::{Fault, Scenario};
 use jetsam_faults::net::Shape;
-use jetsam_faults::power::{DiscardModel, IoErrorMode};
+use jetsam_faults::power::{DirentModel, DiscardModel, IoErrorMode};
 use jetsam_faults::process::{ProcState, ProcessError};
 use jetsam_targets::Target;
 use rand::{RngCore, SeedableRng};
@@ -362,7 +362,9 @@ async fn inject(
     };
     if p.kind == "power-loss" {
         // Every node at once: SIGKILLs first, then the discards.
-        let model = DiscardModel::from_options(&fault.options).expect("validated discard model");
+        let pages = DiscardModel::from_options(&fault.options).expect("validated discard model");
+        let dirents = DirentModel::from_options(&fault.options).expect("validated dirent model");
+        let model = crate::cluster::LossModel { pages: &pages, dirents };
         let (live, busy): (Vec<String>, Vec<String>) =
             nodes.into_iter().partition(|n| cluster.state(n) != ProcState::Stopped);
         for node in busy {
@@ -371,7 +373,7 @@ async fn inject(
             events.record(EventKind::Warning, vec![node], d)?;
         }
         let seeds: Vec<u64> = live.iter().map(|_| rand::Rng::r#gen::<u64>(&mut rng)).collect();
-        for (node, e) in cluster.power_loss(&live, events, &model, &seeds, details)? {
+        for (node, e) in cluster.power_loss(&live, events, model, &seeds, details)? {
             cluster.note_exit(&node, events, &e)?;
         }
         if keep_down {

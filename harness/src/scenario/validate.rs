@@ -258,6 +258,14 @@ fn validate_fault_options(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Resul
                     "set one of discard = \"all\", keep_fraction = 0.3 or writeback_after = \"30s\"",
                 ));
             }
+            if let Err(e) = jetsam_faults::power::DirentModel::from_options(&f.options) {
+                let key = if f.options.contains_key("dirents_after") { "dirents_after" } else { "dirents" };
+                return Err(ctx.invalid(
+                    line(key),
+                    format!("{which}: {e}"),
+                    "set dirents = \"lose-unsynced\" (optionally with dirents_after = \"5s\") or leave both out",
+                ));
+            }
         }
         "io-error" => {
             if let Some(mode) = f.options.get("mode")
@@ -372,7 +380,7 @@ pub(super) fn validate_fault(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Re
     }
     let allowed: &[&str] = match f.kind.as_str() {
         "kill" => &["restart"],
-        "power-loss" => &["discard", "keep_fraction", "writeback_after", "restart"],
+        "power-loss" => &["discard", "keep_fraction", "writeback_after", "dirents", "dirents_after", "restart"],
         "io-error" => &["mode"],
         "partition" => &["shape"],
         "bitflip" => &["files", "bits"],
