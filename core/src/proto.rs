@@ -253,7 +253,7 @@ pub enum ErrorCode {
 }
 
 /// The deliberate bugs `jetsam-node --bug NAME` knows (docs/node.md).
-pub const KNOWN_BUGS: [&str; 3] = ["ack-before-write", "ack-before-fsync", "trust-corrupt-log"];
+pub const KNOWN_BUGS: [&str; 4] = ["ack-before-write", "ack-before-fsync", "trust-corrupt-log", "skip-dir-fsync"];
 
 /// Replica counts a stream may have.
 pub const REPLICAS_ALLOWED: [u32; 3] = [1, 3, 5];

@@ -60,6 +60,8 @@ pub struct Bugs {
     pub ack_before_write: bool,
     pub ack_before_fsync: bool,
     pub trust_corrupt_log: bool,
+    /// A new log segment's directory entry is never fsynced.
+    pub skip_dir_fsync: bool,
 }
 
 impl Bugs {
@@ -69,6 +71,7 @@ impl Bugs {
             "ack-before-write" => self.ack_before_write = true,
             "ack-before-fsync" => self.ack_before_fsync = true,
             "trust-corrupt-log" => self.trust_corrupt_log = true,
+            "skip-dir-fsync" => self.skip_dir_fsync = true,
             // A name added to KNOWN_BUGS without a switch here is a programming error.
             _ if KNOWN_BUGS.contains(&name) => unreachable!("bug {name:?} is known but not wired"),
             _ => return Err(format!("unknown bug {name:?}; known bugs: {}", KNOWN_BUGS.join(", "))),

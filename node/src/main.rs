@@ -212,7 +212,10 @@ fn main() {
         usage(format!("a cluster has 1, 3 or 5 nodes; this one has {} ({names:?})", names.len()));
     }
 
-    let (storage, recovered) = recover(&args, bugs);
+    let (mut storage, recovered) = recover(&args, bugs);
+    if bugs.skip_dir_fsync {
+        storage.skip_dir_fsync_on_new_segments();
+    }
     for note in &recovered.notes {
         tracing::warn!("recovery: {note}");
     }

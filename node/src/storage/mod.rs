@@ -153,6 +153,8 @@ pub struct Storage {
     segment_bytes_max: u64,
     /// The catch-up marker exists (see [`CATCH_UP_FILE`]).
     catching_up: bool,
+    /// The `skip-dir-fsync` bug: a new segment's directory entry is not fsynced.
+    skip_dir_fsync: bool,
 }
 
 impl Storage {
@@ -177,6 +179,7 @@ impl Storage {
             buffer: Vec::new(),
             segment_bytes_max: SEGMENT_BYTES_MAX,
             catching_up: catch_up_marker_exists(dir)?,
+            skip_dir_fsync: false,
         };
         let mut records = Vec::new();
         let count = names.len();
@@ -317,12 +320,21 @@ impl Storage {
         Ok(())
     }
 
+    /// Switches on the `skip-dir-fsync` bug for segments created from now on.
+    pub fn skip_dir_fsync_on_new_segments(&mut self) {
+        self.skip_dir_fsync = true;
+    }
+
     fn new_segment(&mut self, first_index: u64) -> Result<(), StorageError> {
         let path = self.log_dir.join(segment_name(first_index));
         let file =
             OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_err("create", &path))?;
-        // The directory entry must be durable before any record in it counts.
-        fsync_dir(&self.log_dir)?;
+        // The directory entry must be durable before any record in it counts
+        // (unless the skip-dir-fsync bug is on: then a power loss may take
+        // the whole segment, every synced record in it included).
+        if !self.skip_dir_fsync {
+            fsync_dir(&self.log_dir)?;
+        }
         self.segments.push(Segment { path, file, bytes: 0 });
         Ok(())
     }
