@@ -21,9 +21,11 @@
 //! file systems show: ext4 (data=ordered) and xfs also commit a new file's
 //! directory entry when the file itself is fsynced, and ext4 commits a
 //! rename over an existing file with its data (auto_da_alloc); the model
-//! does not grant either. Directory creation and removal (mkdir, rmdir) are
-//! not modelled (durable when they return), nor RENAME_EXCHANGE, symlinks
-//! or special files. See docs/power-loss.md.
+//! does not grant either. Directory creation, removal and renames (mkdir,
+//! rmdir, renaming a directory) are not modelled (durable when they
+//! return; an undo under a renamed directory finds its name changed and is
+//! skipped, reported), nor RENAME_EXCHANGE, symlinks or special files. See
+//! docs/power-loss.md.
 
 use super::PowerError;
 use serde::{Deserialize, Serialize};
