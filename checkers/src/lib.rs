@@ -11,6 +11,7 @@
 //! decide" and docs/formats.md "report.json"; each module below says what it
 //! verifies and what it does not.
 
+pub mod audit;
 pub mod config;
 pub mod data;
 pub mod divergence;
@@ -146,6 +147,7 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
         replicas: input.judged.replicas(),
         nodes,
         latency: None,
+        audit: None,
     };
     assert_eq!(report.attempted, report.acked + report.failed + report.indeterminate);
     let (verdict, mut reasons) = match &input.judged {

@@ -90,6 +90,16 @@ pub fn render_summary(report: &Report) -> String {
     } else {
         let _ = writeln!(out, "divergent: no");
     }
+    if let Some(a) = &report.audit {
+        let _ = writeln!(
+            out,
+            "audit: {} of {} acknowledged write(s) at risk (acked before a majority had synced them), longest exposure {}{}",
+            a.acks_at_risk,
+            a.acks_checked,
+            secs(a.exposure_ns_max),
+            if a.never_synced > 0 { format!(", {} never synced", a.never_synced) } else { String::new() }
+        );
+    }
     if report.loss_windows.is_empty() {
         let _ = writeln!(out, "loss windows: none");
     } else {

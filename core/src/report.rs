@@ -221,4 +221,31 @@ pub struct Report {
     /// Per judged node: every node of the run, or only the replicas.
     pub nodes: BTreeMap<String, NodeReport>,
     pub latency: Option<Latency>,
+    /// The durability audit (`[check] audit = true`), when the run has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Audit>,
+}
+
+/// What the durability audit found: acknowledged writes that a majority of
+/// replicas had not synced when they were acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Audit {
+    /// Acknowledged writes checked (those with an ack by a node that has an audit record).
+    pub acks_checked: u64,
+    /// Acknowledged before a majority of the stream's replicas had synced them.
+    pub acks_at_risk: u64,
+    /// The longest time from such an ack until a majority had synced it
+    /// (until the end of the record when they never did), in ns.
+    pub exposure_ns_max: u64,
+    /// At-risk writes a majority never synced within the record.
+    pub never_synced: u64,
+    /// Per node: acks it gave while it had not synced the write itself.
+    pub nodes: BTreeMap<String, AuditNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AuditNode {
+    pub acks: u64,
+    pub acks_at_risk: u64,
+    pub exposure_ns_max: u64,
 }

@@ -203,6 +203,10 @@ pub struct Check {
     /// `pass` or `fail`: what this scenario exists to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
+    /// The durability audit: trace every node and say, for each
+    /// acknowledged write, whether a majority had synced it before the ack.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

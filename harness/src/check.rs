@@ -101,6 +101,11 @@ pub fn execute(args: CheckArgs) -> i32 {
     };
     let mut report = jetsam_checkers::check(&input, &config);
     drop(input);
+    let replicas = config.replicas.unwrap_or(config.nodes.len() as u32);
+    if let Err(e) = jetsam_checkers::audit::apply(&args.run_dir, &mut report, replicas) {
+        eprintln!("error: {e}");
+        return exit::BAD_INPUT;
+    }
     report.latency = previous_latency(&args.run_dir.join(jetsam_checkers::load::REPORT_FILE));
     if let Err(e) = write_report(&args.run_dir, &report) {
         eprintln!("error: {e}");

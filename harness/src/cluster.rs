@@ -78,6 +78,8 @@ pub struct ClusterOptions {
     pub traced: bool,
     /// Peer links through proxies (partition).
     pub proxied: bool,
+    /// The tracer records writes and syncs for the durability audit.
+    pub audit: bool,
 }
 
 impl ClusterOptions {
@@ -85,7 +87,12 @@ impl ClusterOptions {
         let has = |kinds: &[&str]| scenario.faults.iter().any(|f| kinds.contains(&f.kind.as_str()));
         // An fsync trigger is counted by the tracer, whatever the fault it fires.
         let fsync_trigger = scenario.faults.iter().any(|f| f.on.as_deref().is_some_and(|on| on.starts_with("fsync:")));
-        ClusterOptions { traced: has(&["power-loss", "io-error"]) || fsync_trigger, proxied: has(&["partition"]) }
+        let audit = scenario.check.audit;
+        ClusterOptions {
+            traced: has(&["power-loss", "io-error"]) || fsync_trigger || audit,
+            proxied: has(&["partition"]),
+            audit,
+        }
     }
 }
 
@@ -196,6 +203,9 @@ impl Cluster {
                     // Outside the data dir, kept across restarts: the undo log lives here.
                     let state_dir = run_dir.join("state").join(&spec.name);
                     mkdir(&state_dir)?;
+                    if options.audit {
+                        jetsam_faults::power::audit::enable(&state_dir)?;
+                    }
                     let args =
                         jetsam_faults::power::tracer_args(&spec.data_dir, &state_dir, &command.program, &command.args);
                     state_dirs.insert(spec.name.clone(), state_dir);
@@ -224,6 +234,16 @@ impl Cluster {
 
     pub fn specs(&self) -> &[NodeSpec] {
         &self.specs
+    }
+
+    /// Writes each traced node's audit record to `out/<node>.log` on the
+    /// run's clock (`run_start_unix_ns` subtracted); call after the nodes stopped.
+    pub fn export_audit(&self, out: &Path, run_start_unix_ns: u64) -> Result<(), ClusterError> {
+        std::fs::create_dir_all(out).map_err(|source| ClusterError::Dir { path: out.to_path_buf(), source })?;
+        for (name, state_dir) in &self.state_dirs {
+            jetsam_faults::power::audit::export(state_dir, &out.join(format!("{name}.log")), run_start_unix_ns)?;
+        }
+        Ok(())
     }
 
     /// The tracer's state dir of a traced node.

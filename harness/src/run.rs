@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Run this nats-server version instead of the scenario's `target.version` (NATS scenarios only).
     #[arg(long, value_name = "VERSION")]
     pub nats_version: Option<String>,
+    /// Run the durability audit (as `[check] audit = true`): every node traced, every ack checked.
+    #[arg(long)]
+    pub audit: bool,
 }
 
 pub(crate) fn parse_cli_duration(s: &str) -> Result<Duration, String> {
@@ -162,7 +165,12 @@ impl RunError {
 pub fn execute(args: RunArgs) -> i32 {
     let options = RunOptions {
         scenario: args.scenario,
-        overrides: Overrides { seed: args.seed, duration: args.duration, nats_version: args.nats_version },
+        overrides: Overrides {
+            seed: args.seed,
+            duration: args.duration,
+            nats_version: args.nats_version,
+            audit: args.audit,
+        },
         out: args.out,
         results_root: PathBuf::from("results"),
         keep_data: args.keep_data,
@@ -384,8 +392,12 @@ async fn phases(
     progress: &Progress,
 ) -> Result<Report, RunError> {
     let scenario = &resolved.scenario;
-    // The run clock: history and events count nanoseconds from here.
+    // The run clock: history and events count nanoseconds from here (the
+    // tracer's audit record counts from the Unix epoch: the same instant).
     let start = Instant::now();
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let events = Arc::new(EventLog::create(&run_dir.join(jetsam_checkers::load::EVENTS_FILE), start)?);
     let mut cluster = Cluster::prepare(run_dir, scenario, target, ClusterOptions::for_scenario(scenario)).await?;
 
@@ -408,6 +420,9 @@ async fn phases(
     }
 
     crate::readback::read_back(scenario, &mut cluster, target, run_dir, &events, progress).await?;
+    if scenario.check.audit {
+        cluster.export_audit(&run_dir.join(jetsam_checkers::audit::AUDIT_DIR), start_unix_ns)?;
+    }
     cluster.shutdown_proxies().await;
     drop(cluster);
     if let Some(why) = target.fatal() {
@@ -419,6 +434,8 @@ async fn phases(
         .map_err(|e| RunError::Check(e.to_string()))?;
     let mut report = jetsam_checkers::check(&input, &config);
     report.latency = workload.latency();
+    let replicas = config.replicas.unwrap_or(config.nodes.len() as u32);
+    jetsam_checkers::audit::apply(run_dir, &mut report, replicas).map_err(RunError::Check)?;
     crate::check::write_report(run_dir, &report).map_err(|e| RunError::Check(e.to_string()))?;
     Ok(report)
 }

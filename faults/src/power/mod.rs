@@ -13,6 +13,7 @@
 //! written but never synced comes back with its synced size, 0). See
 //! docs/power-loss.md.
 
+pub mod audit;
 pub mod dirents;
 mod discard;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

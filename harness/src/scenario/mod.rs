@@ -66,6 +66,8 @@ pub struct Overrides {
     /// `--nats-version`: replaces `target.version` of NATS scenarios (scenarios
     /// of other targets are left alone, so one suite may mix targets).
     pub nats_version: Option<String>,
+    /// `--audit`: turns `check.audit` on.
+    pub audit: bool,
 }
 
 /// A scenario that cannot be used (exit code 2).
@@ -121,6 +123,9 @@ pub fn load(
     }
     if let Some(duration) = overrides.duration {
         scenario.duration = duration;
+    }
+    if overrides.audit {
+        scenario.check.audit = true;
     }
     if let Some(version) = &overrides.nats_version
         && scenario.target.kind == "nats"

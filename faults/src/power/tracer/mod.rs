@@ -349,6 +349,10 @@ struct Tracer {
     held: Vec<i32>,
     /// The next directory-journal seq.
     dirent_seq: u64,
+    /// The durability audit's record, when on.
+    audit: Option<crate::power::audit::AuditLog>,
+    /// When each thread's pending sync started (for the audit).
+    sync_started: HashMap<i32, u64>,
 }
 
 fn is_esrch(e: &nix::Error) -> bool {
@@ -395,6 +399,8 @@ impl Tracer {
             holding_since: None,
             held: Vec::new(),
             dirent_seq: crate::power::dirents::next_seq(state_dir)?,
+            audit: crate::power::audit::AuditLog::open(state_dir)?,
+            sync_started: HashMap::new(),
         })
     }
 
@@ -423,6 +429,10 @@ impl Tracer {
                 self.pending.remove(&tid);
                 self.held.retain(|&h| h != tid);
                 if tid == self.leader {
+                    // The caller exits without running destructors.
+                    if let Some(audit) = self.audit.as_mut() {
+                        audit.flush();
+                    }
                     return exit_code_of(status);
                 }
                 continue;
@@ -484,6 +494,9 @@ impl Tracer {
             }
             Resume::Cont => ptrace::cont(pid, None),
             Resume::Exit(p) => {
+                if self.audit.is_some() && matches!(p, Pending::Sync(..)) {
+                    self.sync_started.insert(tid, now_ns());
+                }
                 self.pending.insert(tid, p);
                 ptrace::syscall(pid, None)
             }
@@ -503,6 +516,16 @@ impl Tracer {
             let ret = ptrace::getregs(pid)?.rax as i64;
             match p {
                 Pending::Sync(snapshots, counted, all_upto) => {
+                    let started = self.sync_started.remove(&tid);
+                    if let (Some(audit), Some(start), true) = (self.audit.as_mut(), started, ret >= 0) {
+                        let end = now_ns();
+                        match (all_upto, snapshots.as_slice()) {
+                            (Some(_), _) => audit.sync(start, end, None),
+                            (None, [one]) => audit.sync(start, end, Some((one.key.dev, one.key.ino))),
+                            // A file with nothing unsynced: no write of it waits for this sync.
+                            (None, _) => {}
+                        }
+                    }
                     if let Some(upto) = all_upto
                         && ret >= 0
                     {

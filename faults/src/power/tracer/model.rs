@@ -81,6 +81,12 @@ impl Tracer {
     }
 
     pub(super) fn write_at(&mut self, t: Target, offset: u64, len: u64, durable: bool) -> Resume {
+        if let Some(audit) = self.audit.as_mut()
+            && !durable
+            && len > 0
+        {
+            audit.write(now_ns(), t.key.dev, t.key.ino);
+        }
         if durable && !self.files.contains_key(&t.key) {
             // Everything else in the file is synced and this write is
             // durable on return: nothing to undo.
