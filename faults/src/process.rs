@@ -369,6 +369,13 @@ pub fn proc_state(pid: u32) -> Option<char> {
     stat_fields(&Path::new("/proc").join(pid.to_string()).join("stat"))?.chars().next()
 }
 
+/// When process `pid` started (field 22 of `/proc/<pid>/stat`, clock ticks
+/// since boot): with the pid, it names one process even after pid reuse.
+pub fn start_time(pid: u32) -> Option<u64> {
+    // Fields after the command: state is field 3, so starttime (22) is the 20th here.
+    stat_fields(&Path::new("/proc").join(pid.to_string()).join("stat"))?.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Whether some thread of process `pid` has not exited. A process whose
 /// leader thread is a zombie may still have threads finishing a syscall.
 fn any_thread_alive(pid: u32) -> bool {

@@ -92,3 +92,32 @@ fn exit_code_is_the_tracees() {
     node.wait_line("done", WAIT);
     assert_eq!(node.child.wait().unwrap().code(), Some(0));
 }
+
+/// A traced child that left the node's process group (setsid, as
+/// PostgreSQL's backends do) is recorded in `S/tracees`, is not found by a
+/// group scan, and dies with the tracer: a power loss waits for it.
+#[test]
+fn a_forked_tracee_outside_the_group_is_recorded_and_dies_with_the_tracer() {
+    use jetsam_faults::power::live_tracees;
+    use jetsam_faults::process::processes_alive;
+    let (_tmp, data, state) = dirs();
+    let mut node = Traced::probe(&data, &state, &["setsid-child:hang", "hang"]);
+    node.wait_line("done", WAIT);
+    let deadline = Instant::now() + WAIT;
+    let child = loop {
+        if let Some(&pid) = live_tracees(&state).first() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the forked child is recorded in S/tracees");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(alive(child as i32));
+    assert!(!processes_alive(Some(node.pgid as u32), &[]).contains(&child), "it left the group");
+    node.kill();
+    let deadline = Instant::now() + WAIT;
+    while !processes_alive(None, &live_tracees(&state)).is_empty() {
+        assert!(Instant::now() < deadline, "the setsid child dies with the tracer (PTRACE_O_EXITKILL)");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(child as i32));
+}

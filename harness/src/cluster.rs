@@ -117,8 +117,8 @@ pub struct Cluster {
 /// process group and of its tracee (in the group unless it left it) has
 /// exited: a write already under way must not land after the power loss
 /// put the files back.
-fn wait_gone(node: &str, group: Option<u32>, tracee: Option<u32>) -> Result<(), ClusterError> {
-    let also: Vec<u32> = tracee.into_iter().collect();
+fn wait_gone(node: &str, group: Option<u32>, tracee: Option<u32>, forked: &[u32]) -> Result<(), ClusterError> {
+    let also: Vec<u32> = tracee.into_iter().chain(forked.iter().copied()).collect();
     let deadline = std::time::Instant::now() + SIGNAL_TIMEOUT;
     loop {
         let alive = jetsam_faults::process::processes_alive(group, &also);
@@ -365,7 +365,9 @@ impl Cluster {
         for (((name, seed), tracee), group) in names.iter().zip(seeds).zip(tracees).zip(groups) {
             let state_dir = self.state_dirs[name].clone();
             let data_dir = self.spec(name).data_dir.clone();
-            wait_gone(name, group, tracee)?;
+            // Forked tracees that left the group (setsid) die with the tracer
+            // (PTRACE_O_EXITKILL), after it let go of the state dir: wait for them too.
+            wait_gone(name, group, tracee, &jetsam_faults::power::live_tracees(&state_dir))?;
             let report = jetsam_faults::power::discard_with(&data_dir, &state_dir, model.pages, model.dirents, *seed)?;
             let mut d = details.clone();
             d.push(("model", serde_json::to_value(report.model).expect("a model serializes")));

@@ -13,7 +13,8 @@
 //! at OFF), mmap:F (size F to 4 KiB and map it shared + writable, write
 //! nothing), fsync:F, fdatasync:F,
 //! sync, syncfs, rename:F:G, unlink:F, link:F:G (hard link), mkdir:D,
-//! fsyncdir:D (fsync of a directory; `.` is DIR), child:OP (run OP in a child jetsam-fsprobe and
+//! fsyncdir:D (fsync of a directory; `.` is DIR), setsid-child:OP (run OP in
+//! a child in its own session, not waited for), child:OP (run OP in a child jetsam-fsprobe and
 //! wait for it), sigurg:N (N SIGURGs to this process, handled),
 //! sleepms:N, wait (print `waiting`, read a line from stdin), nullwrites:N (N 1-byte
 //! writes to /dev/null), filewrites:F:N:LEN (N appending writes of LEN),
@@ -162,6 +163,18 @@ fn run_op(dir: &Path, op: &str) -> io::Result<()> {
                 .stdout(std::process::Stdio::null())
                 .status()?;
             if status.success() { Ok(()) } else { Err(io::Error::other(format!("child {status}"))) }
+        }
+        "setsid-child" => {
+            // A child in its own session (so outside this process group), as
+            // PostgreSQL's backends are; not waited for.
+            use std::os::unix::process::CommandExt;
+            let mut cmd = std::process::Command::new(std::env::current_exe()?);
+            cmd.arg(dir).arg(&op["setsid-child:".len()..]).stdout(std::process::Stdio::null());
+            // SAFETY: setsid is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| if libc::setsid() < 0 { Err(io::Error::last_os_error()) } else { Ok(()) });
+            }
+            cmd.spawn().map(drop)
         }
         "sigurg" => {
             let n: usize = field(&parts, 1, op);

@@ -37,6 +37,10 @@ pub const TRACER_BIN_ENV: &str = "JETSAM_TRACER_BIN";
 pub const TRACER_BIN_NAME: &str = "jetsam-tracer";
 /// `S/tracee.pid`: the traced node's pid, written by the tracer.
 pub const TRACEE_PID_FILE: &str = "tracee.pid";
+/// `S/tracees`: `<pid> <start time>` of every process the tracer saw forked
+/// (PostgreSQL's backends, say, which leave the node's process group with
+/// setsid): a power loss waits for them too before putting files back.
+pub const TRACEES_FILE: &str = "tracees";
 /// `S/lock`: flocked by the tracer for its whole life; discard refuses while held.
 pub const LOCK_FILE: &str = "lock";
 /// `S/io-error`: present while the io-error fault is on; holds the mode.
@@ -172,6 +176,19 @@ impl IoErrorMode {
     pub fn fails_write(self) -> bool {
         matches!(self, IoErrorMode::Enospc | IoErrorMode::Both)
     }
+}
+
+/// The processes of `S/tracees` that are still the ones the tracer saw
+/// (same pid and start time), so a reused pid is never waited for.
+pub fn live_tracees(state_dir: &Path) -> Vec<u32> {
+    let Ok(text) = fs::read_to_string(state_dir.join(TRACEES_FILE)) else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| {
+            let (pid, start) = l.split_once(' ')?;
+            let (pid, start) = (pid.parse::<u32>().ok()?, start.parse::<u64>().ok()?);
+            (crate::process::start_time(pid) == Some(start)).then_some(pid)
+        })
+        .collect()
 }
 
 /// Turns the io-error fault on (`Some`) or off (`None`) for the tracer on

@@ -457,6 +457,12 @@ impl Tracer {
                         ptrace::cont(pid, None)
                     }
                 }
+                libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
+                    if let Ok(child) = ptrace::getevent(pid) {
+                        self.note_tracee(child as u32);
+                    }
+                    ptrace::cont(pid, None)
+                }
                 libc::PTRACE_EVENT_EXEC => {
                     // The exec'ing thread took over the leader's tid; any
                     // other thread's pending syscall died with it.
@@ -554,6 +560,21 @@ impl Tracer {
 
     fn io_error(&self) -> Option<IoErrorMode> {
         read_io_error(&self.state_dir)
+    }
+
+    /// Records a forked tracee in `S/tracees` (pid and start time), so a
+    /// power loss waits for it even when it left the node's process group.
+    fn note_tracee(&self, pid: u32) {
+        let Some(start) = crate::process::start_time(pid) else { return };
+        let line = format!("{pid} {start}\n");
+        let result = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.join(super::TRACEES_FILE))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = result {
+            eprintln!("jetsam-tracer: failed to record tracee {pid}: {e}");
+        }
     }
 
     /// A data-file fsync returned successfully while a trigger was armed.
