@@ -21,6 +21,8 @@ pub enum Command {
     Explore(crate::explore::ExploreArgs),
     /// Join the suite.jsonl of every shard of a suite (`jetsam suite --shard I/N --out DIR`) into one result.
     Merge(crate::merge::MergeArgs),
+    /// Write report.html of a run folder (offline, from its report.json, events and history).
+    Report(crate::report_page::ReportArgs),
     /// Run one scenario: start a cluster, load it, inject faults, heal, read back, check.
     Run(crate::run::RunArgs),
     /// Cut a failing run's scenario down to the smallest one that still fails.
@@ -37,6 +39,7 @@ pub fn main_with_args() -> i32 {
         Command::Check(args) => crate::check::execute(args),
         Command::Explore(args) => crate::explore::execute(args),
         Command::Merge(args) => crate::merge::execute(args),
+        Command::Report(args) => crate::report_page::execute(args),
         Command::Run(args) => crate::run::execute(args),
         Command::Shrink(args) => crate::shrink::execute(args),
         Command::Suite(args) => crate::suite::execute(args),

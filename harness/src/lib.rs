@@ -15,6 +15,7 @@ pub mod nemesis;
 pub mod ports;
 pub mod progress;
 pub mod readback;
+pub mod report_page;
 pub mod run;
 pub mod scenario;
 pub mod schedule;

@@ -353,8 +353,13 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     {
         replay.push_str(&format!(" --nats-version {version}"));
     }
+    // The page people look at; a failure to draw it leaves the verdict standing.
+    let html = crate::report_page::write(&run_dir).map_err(|e| eprintln!("warning: {e}")).ok();
     if !options.quiet {
         println!("run folder: {}", run_dir.display());
+        if let Some(html) = html {
+            println!("report: {}", html.display());
+        }
         println!("replay: {replay}");
     }
     if report.verdict == Verdict::Pass && !options.keep_data {
