@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod events;
 pub mod explore;
+pub mod index;
 pub mod junit;
 pub mod merge;
 pub mod nemesis;

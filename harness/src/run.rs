@@ -355,6 +355,11 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     }
     // The page people look at; a failure to draw it leaves the verdict standing.
     let html = crate::report_page::write(&run_dir).map_err(|e| eprintln!("warning: {e}")).ok();
+    if options.out.is_none()
+        && let Err(e) = crate::index::record(&options.results_root, &run_dir, scenario, resolved.seed, &report)
+    {
+        eprintln!("warning: {e}");
+    }
     if !options.quiet {
         println!("run folder: {}", run_dir.display());
         if let Some(html) = html {
