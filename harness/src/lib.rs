@@ -11,6 +11,7 @@ pub mod events;
 pub mod explore;
 pub mod index;
 pub mod junit;
+pub mod matrix;
 pub mod merge;
 pub mod nemesis;
 pub mod ports;

@@ -229,7 +229,8 @@ fn validator(scenario: &Scenario) -> Result<Option<Box<dyn Target>>, RunError> {
     })
 }
 
-fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
+/// Loads and validates the scenario of `options` as the run will (no side effect).
+pub(crate) fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
     // The target kind comes from the file; the generic rules run first.
     let probe = crate::scenario::load(&options.scenario, &options.overrides, None, || 0)?;
     let validator = validator(&probe.scenario)?;

@@ -6,6 +6,7 @@
 //! Plots are drawn with `plotters` (SVG backend, no font files: the browser
 //! lays out the text).
 
+pub mod comparison;
 pub mod plots;
 pub mod run_page;
 pub mod series;

@@ -156,7 +156,7 @@ pub fn timeline(nodes: &[String], bands: &[Band], windows: &[LossWindow], end_ns
 }
 
 /// Adds `tag` to every `<rect` whose fill is the tag's colour.
-fn tag_rects(svg: &str, tags: &[(String, String)]) -> String {
+pub(crate) fn tag_rects(svg: &str, tags: &[(String, String)]) -> String {
     let mut out = String::with_capacity(svg.len() + 64 * tags.len());
     for (i, piece) in svg.split("<rect ").enumerate() {
         if i > 0 {
