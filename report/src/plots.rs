@@ -134,6 +134,12 @@ pub fn timeline(nodes: &[String], bands: &[Band], windows: &[LossWindow], end_ns
         chart.draw_series(counts).map_err(|e| draw_err(PLOT)(e.to_string()))?;
         root.present().map_err(|e| draw_err(PLOT)(e.to_string()))?;
     }
+    tag_timeline(&svg, bands, windows)
+}
+
+/// Tags the timeline's bands and windows; fails unless each drawn one is found once.
+fn tag_timeline(svg: &str, bands: &[Band], windows: &[LossWindow]) -> Result<String, PlotError> {
+    const PLOT: &str = "timeline";
     let mut tags: Vec<(String, String)> = Vec::new();
     for kind in bands.iter().map(|b| b.kind) {
         let fill = hex(band_colour(kind));
@@ -143,7 +149,7 @@ pub fn timeline(nodes: &[String], bands: &[Band], windows: &[LossWindow], end_ns
         }
     }
     tags.push((hex(LOSS_COLOUR), "class=\"loss-window\"".into()));
-    let svg = tag_rects(&svg, &tags);
+    let svg = tag_rects(svg, &tags);
     let found = svg.matches("class=\"fault-band\"").count();
     if found != bands.len() {
         return Err(PlotError::Tag { plot: PLOT, what: "fault bands", drawn: bands.len(), found });
