@@ -1,10 +1,13 @@
 //! `results/index.csv` and `results/<scenario>/latest`: every run that
-//! reaches a verdict in the results folder appends one row to the index
-//! (under an exclusive `flock`, one `write` per row, so parallel runs never
-//! interleave or lose a row) and points its scenario's `latest` symlink at
-//! its folder (a new link renamed over the old one, so a reader never sees
-//! it missing). Runs given `--out` are where the user put them and are not
-//! indexed.
+//! reaches a verdict in the project's results folder ([`DEFAULT_ROOT`]:
+//! `jetsam run` and `jetsam suite` without `--out`) appends one row to the
+//! index (under an exclusive `flock`, one `write` per row, so parallel runs
+//! never interleave or lose a row) and points its scenario's `latest`
+//! symlink at its folder (a new link renamed over the old one, so a reader
+//! never sees it missing). Runs elsewhere (`--out`, a suite's, explore's or
+//! shrink's own folder, a matrix) are where their caller put them, listed
+//! by that caller, and not indexed: a `latest` link beside their run
+//! folders would be one more folder to whoever lists them.
 
 use jetsam_core::report::Report;
 use jetsam_core::scenario::Scenario;
@@ -13,6 +16,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The results folder that is indexed (relative to the working directory,
+/// as `jetsam run` and `jetsam suite` default to it).
+pub const DEFAULT_ROOT: &str = "results";
 /// The index's file name in the results folder.
 pub const INDEX_FILE: &str = "index.csv";
 /// The symlink in `results/<scenario>/` to the newest run folder.

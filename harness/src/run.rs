@@ -161,7 +161,7 @@ pub fn execute(args: RunArgs) -> i32 {
         scenario: args.scenario,
         overrides: Overrides { seed: args.seed, duration: args.duration, nats_version: args.nats_version },
         out: args.out,
-        results_root: PathBuf::from("results"),
+        results_root: PathBuf::from(crate::index::DEFAULT_ROOT),
         keep_data: args.keep_data,
         interactive: crate::progress::interactive(),
         quiet: false,
@@ -357,6 +357,7 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     // The page people look at; a failure to draw it leaves the verdict standing.
     let html = crate::report_page::write(&run_dir).map_err(|e| eprintln!("warning: {e}")).ok();
     if options.out.is_none()
+        && options.results_root == Path::new(crate::index::DEFAULT_ROOT)
         && let Err(e) = crate::index::record(&options.results_root, &run_dir, scenario, resolved.seed, &report)
     {
         eprintln!("warning: {e}");
