@@ -6,9 +6,10 @@
 //! `end_ns` are the ack times of its first and last lost write; its length is
 //! `end_ns - start_ns` (one lost write makes a window of length 0).
 //!
-//! Each window is tied to one fault event (an event whose kind
-//! [`EventKind::is_fault`]) by this rule: the earliest fault at or after the
-//! window's start (the window precedes or overlaps it: lazy fsync loses the
+//! Each window is tied to one fault (a planned fault with all its
+//! injection lines, [`jetsam_core::event::faults`]: a coordinated power loss
+//! of every node is one fault naming every node) by this rule: the earliest
+//! fault at or after the window's start (the window precedes or overlaps it: lazy fsync loses the
 //! writes acknowledged before a power loss); if there is none, the latest
 //! fault before the start (a loss after the last fault, e.g. a recovery that
 //! dropped later writes); if there are no faults at all, none.
@@ -48,7 +49,10 @@ pub fn loss_windows(history: &History, kept: &Bitset, events: &[Event]) -> Vec<L
 }
 
 fn tie(start_ns: u64, events: &[Event]) -> Option<EventRef> {
-    let faults = || events.iter().filter(|e| e.kind.is_fault());
-    let e = faults().find(|e| e.t_ns >= start_ns).or_else(|| faults().rfind(|e| e.t_ns < start_ns))?;
-    Some(EventRef { t_ns: e.t_ns, kind: e.kind, nodes: e.nodes.clone() })
+    let faults = jetsam_core::event::faults(events);
+    // A fault's time is its first injection's; one whose later lines fall
+    // after the start still overlaps the window, so it is found by its last.
+    let last_ns = |f: &jetsam_core::event::Fault| events[*f.events.last().expect("a fault has an event")].t_ns;
+    let f = faults.iter().find(|f| last_ns(f) >= start_ns).or_else(|| faults.iter().rfind(|f| f.t_ns < start_ns))?;
+    Some(EventRef { t_ns: f.t_ns, kind: f.kind, nodes: f.nodes.clone() })
 }

@@ -204,6 +204,20 @@ fn lost_writes_are_classed_per_writer_and_windows_tied_to_faults() {
 }
 
 #[test]
+fn a_coordinated_power_loss_is_one_fault_in_its_window() {
+    let r = run("coordinated-power-loss");
+    assert_eq!((r.verdict, r.lost, r.loss_windows.len()), (Verdict::Fail, 2, 1));
+    let e = r.loss_windows[0].event.as_ref().expect("tied to the power loss");
+    let nodes: Vec<&str> = e.nodes.iter().map(String::as_str).collect();
+    assert_eq!((e.t_ns, e.kind, nodes), (460_000_000, EventKind::PowerLoss, vec!["n1", "n2", "n3"]));
+    assert!(
+        jetsam_checkers::render_summary(&r).contains("fault: power-loss [n1,n2,n3]"),
+        "{}",
+        jetsam_checkers::render_summary(&r)
+    );
+}
+
+#[test]
 fn divergence_names_the_first_differing_sequence() {
     let r = run("divergent");
     let d = &r.divergence[0];

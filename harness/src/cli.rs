@@ -19,8 +19,12 @@ pub enum Command {
     Check(crate::check::CheckArgs),
     /// Search for a failing run: draw fault schedules from the scenario's [explore] palette and run them.
     Explore(crate::explore::ExploreArgs),
+    /// Run one scenario for every combination of settings (--set KEY=V1,V2) and compare the cells.
+    Matrix(crate::matrix::MatrixArgs),
     /// Join the suite.jsonl of every shard of a suite (`jetsam suite --shard I/N --out DIR`) into one result.
     Merge(crate::merge::MergeArgs),
+    /// Write report.html of a run folder (offline, from its report.json, events and history).
+    Report(crate::report_page::ReportArgs),
     /// Run one scenario: start a cluster, load it, inject faults, heal, read back, check.
     Run(crate::run::RunArgs),
     /// Cut a failing run's scenario down to the smallest one that still fails.
@@ -36,7 +40,9 @@ pub fn main_with_args() -> i32 {
         Command::Adapter(args) => crate::adapter_check::execute(args),
         Command::Check(args) => crate::check::execute(args),
         Command::Explore(args) => crate::explore::execute(args),
+        Command::Matrix(args) => crate::matrix::execute(args),
         Command::Merge(args) => crate::merge::execute(args),
+        Command::Report(args) => crate::report_page::execute(args),
         Command::Run(args) => crate::run::execute(args),
         Command::Shrink(args) => crate::shrink::execute(args),
         Command::Suite(args) => crate::suite::execute(args),

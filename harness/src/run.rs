@@ -172,7 +172,7 @@ pub fn execute(args: RunArgs) -> i32 {
             audit: args.audit,
         },
         out: args.out,
-        results_root: PathBuf::from("results"),
+        results_root: PathBuf::from(crate::index::DEFAULT_ROOT),
         keep_data: args.keep_data,
         interactive: crate::progress::interactive(),
         quiet: false,
@@ -240,7 +240,8 @@ fn validator(scenario: &Scenario) -> Result<Option<Box<dyn Target>>, RunError> {
     })
 }
 
-fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
+/// Loads and validates the scenario of `options` as the run will (no side effect).
+pub(crate) fn resolve(options: &RunOptions) -> Result<Resolved, RunError> {
     // The target kind comes from the file; the generic rules run first.
     let probe = crate::scenario::load(&options.scenario, &options.overrides, None, || 0)?;
     let validator = validator(&probe.scenario)?;
@@ -364,8 +365,19 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     {
         replay.push_str(&format!(" --nats-version {version}"));
     }
+    // The page people look at; a failure to draw it leaves the verdict standing.
+    let html = crate::report_page::write(&run_dir).map_err(|e| eprintln!("warning: {e}")).ok();
+    if options.out.is_none()
+        && options.results_root == Path::new(crate::index::DEFAULT_ROOT)
+        && let Err(e) = crate::index::record(&options.results_root, &run_dir, scenario, resolved.seed, &report)
+    {
+        eprintln!("warning: {e}");
+    }
     if !options.quiet {
         println!("run folder: {}", run_dir.display());
+        if let Some(html) = html {
+            println!("report: {}", html.display());
+        }
         println!("replay: {replay}");
     }
     if report.verdict == Verdict::Pass && !options.keep_data {

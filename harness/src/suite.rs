@@ -152,7 +152,7 @@ fn run_one(file: &Path, args: &SuiteArgs, interactive: bool) -> CaseLine {
         scenario: file.to_path_buf(),
         overrides: Overrides { nats_version: args.nats_version.clone(), ..Overrides::default() },
         out: None,
-        results_root: args.out.clone().unwrap_or_else(|| PathBuf::from("results")),
+        results_root: args.out.clone().unwrap_or_else(|| PathBuf::from(crate::index::DEFAULT_ROOT)),
         keep_data: false,
         interactive,
         quiet: false,

@@ -255,6 +255,15 @@ fn ack_before_fsync_loses_acked_writes_on_power_loss(dir: &Path) {
     assert!(discarded > 0, "the bug leaves unsynced acknowledged data for the power loss to discard: {ev:?}");
     // No kill without power loss: the loss comes from discarded pages.
     assert_eq!(ev.iter().filter(|e| e.kind == EventKind::Kill).count(), 0, "{ev:?}");
+    // Each window names the whole coordinated power loss, not its first line's node.
+    for w in &r.loss_windows {
+        let e = w.event.as_ref().expect("tied to a power loss");
+        assert_eq!((e.kind, e.nodes.join(",")), (EventKind::PowerLoss, "n1,n2,n3".to_string()), "{w:?}");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("jetsam run writes report.html");
+    let injections = ev.iter().filter(|e| e.kind.is_fault()).count();
+    assert_eq!(html.matches("class=\"fault-band\"").count(), injections);
+    assert_eq!(html.matches("class=\"loss-window\"").count(), r.loss_windows.len());
 }
 
 fn async_power_loss_loses_writes_within_the_bound(dir: &Path) {
