@@ -128,6 +128,14 @@ impl FromStr for OpId {
     }
 }
 
+/// The optional fields of a history line, as far as validation needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpFields {
+    pub seq: Option<u64>,
+    pub has_node: bool,
+    pub has_error: bool,
+}
+
 /// Checks the rules of `history.jsonl` one line at a time, so a history of
 /// millions of ops is validated while it streams. Feed every op in file order
 /// to [`HistoryValidator::check`]; each `Err` is the "what is wrong" part of a
@@ -157,48 +165,67 @@ impl HistoryValidator {
         if op.t_ns < self.last_t_ns {
             return Err(format!("out of order: t_ns {} is before the previous line's {}", op.t_ns, self.last_t_ns));
         }
-        self.last_t_ns = op.t_ns;
         let id: OpId = op.id.parse()?;
-        if id.client != op.client {
+        let fields = OpFields { seq: op.seq, has_node: op.node.is_some(), has_error: op.error.is_some() };
+        self.check_parts(op.t_ns, op.client, op.kind, id, fields)
+    }
+
+    /// [`HistoryValidator::check_ref`] for a line whose id is already parsed
+    /// (the compact history, `crate::compact`). Same rules, same messages.
+    pub fn check_parts(
+        &mut self,
+        t_ns: u64,
+        client: u32,
+        kind: OpType,
+        id: OpId,
+        fields: OpFields,
+    ) -> Result<OpId, String> {
+        if t_ns < self.last_t_ns {
+            return Err(format!("out of order: t_ns {} is before the previous line's {}", t_ns, self.last_t_ns));
+        }
+        self.last_t_ns = t_ns;
+        if id.client != client {
             return Err(format!(
                 "id {:?} belongs to client {} but the line says client {}",
-                op.id, id.client, op.client
+                id.to_string(),
+                id.client,
+                client
             ));
         }
-        match op.kind {
+        match kind {
             OpType::Invoke => {
-                if op.seq.is_some() || op.node.is_some() || op.error.is_some() {
+                if fields.seq.is_some() || fields.has_node || fields.has_error {
                     return Err("an invoke carries no seq, node or error".into());
                 }
-                if let Some(&last) = self.last_counter.get(&op.client)
+                if let Some(&last) = self.last_counter.get(&client)
                     && id.counter <= last
                 {
                     return Err(format!(
                         "counter {} of client {} is not above its previous invoke's {} (counters strictly increase per client)",
-                        id.counter, op.client, last
+                        id.counter, client, last
                     ));
                 }
-                self.last_counter.insert(op.client, id.counter);
+                self.last_counter.insert(client, id.counter);
                 self.open.insert(id);
             }
             OpType::Ok | OpType::Fail | OpType::Info => {
                 if !self.open.remove(&id) {
-                    return Err(format!("{:?} completes id {} which has no open invoke", op.kind, op.id));
+                    return Err(format!("{:?} completes id {} which has no open invoke", kind, id));
                 }
-                match op.kind {
+                match kind {
                     OpType::Ok => {
-                        if op.seq.is_none() || op.node.is_none() {
+                        if fields.seq.is_none() || !fields.has_node {
                             return Err("an ok needs both seq and node".into());
                         }
-                        if op.error.is_some() {
+                        if fields.has_error {
                             return Err("an ok carries no error".into());
                         }
                     }
                     _ => {
-                        if op.error.is_none() {
-                            return Err(format!("a {:?} needs an error", op.kind).to_lowercase());
+                        if !fields.has_error {
+                            return Err(format!("a {:?} needs an error", kind).to_lowercase());
                         }
-                        if op.seq.is_some() {
+                        if fields.seq.is_some() {
                             return Err("only an ok carries a seq".into());
                         }
                     }
