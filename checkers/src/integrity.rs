@@ -165,7 +165,7 @@ pub fn check(history: &History, views: &[(&str, &Recovered)], kept: &Bitset, off
 
 /// Whether `ack` is a seq-mismatch on view `v` (see [`check`] for the rule
 /// on views read offline).
-fn mismatch_on(v: &Recovered, offline: bool, ack: &crate::data::Ack) -> bool {
+fn mismatch_on(v: &Recovered, offline: bool, ack: crate::data::Ack) -> bool {
     match v.at(ack.seq) {
         Some(Entry::Op(op)) if op == ack.op => false,
         None => v.holds(ack.op),

@@ -331,7 +331,7 @@ mod tests {
     fn outcome(
         r: Result<History, LoadError>,
     ) -> Result<(usize, Vec<crate::data::Ack>, Vec<crate::data::Outcome>), String> {
-        r.map(|h| (h.len(), h.acks().to_vec(), (0..h.len() as u32).map(|op| h.outcome(op)).collect()))
+        r.map(|h| (h.len(), h.acks().collect::<Vec<_>>(), (0..h.len() as u32).map(|op| h.outcome(op)).collect()))
             .map_err(|e| e.to_string())
     }
 
