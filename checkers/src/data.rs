@@ -171,6 +171,9 @@ pub struct Acks {
     bytes: Vec<u8>,
     len: usize,
     last: Ack,
+    /// Lowest and highest sequence acknowledged.
+    seq_min: u64,
+    seq_max: u64,
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -196,6 +199,11 @@ impl Acks {
         put_varint(&mut self.bytes, zigzag(i64::from(a.op) - i64::from(self.last.op)));
         put_varint(&mut self.bytes, zigzag(a.seq.wrapping_sub(self.last.seq) as i64));
         put_varint(&mut self.bytes, a.t_ns - self.last.t_ns);
+        if self.len == 0 {
+            (self.seq_min, self.seq_max) = (a.seq, a.seq);
+        }
+        self.seq_min = self.seq_min.min(a.seq);
+        self.seq_max = self.seq_max.max(a.seq);
         self.last = a;
         self.len += 1;
     }
@@ -223,7 +231,14 @@ pub struct AckIter<'a> {
 }
 
 impl AckIter<'_> {
+    #[inline]
     fn varint(&mut self) -> u64 {
+        // Most differences fit one byte.
+        let first = self.bytes[self.pos];
+        if first < 0x80 {
+            self.pos += 1;
+            return u64::from(first);
+        }
         let mut v = 0u64;
         let mut shift = 0;
         loop {
@@ -278,11 +293,7 @@ impl Consensus {
     const SLACK: u64 = 1 << 16;
 
     fn build(acks: &Acks) -> Consensus {
-        let (mut lo, mut hi) = (u64::MAX, 0u64);
-        for a in acks.iter() {
-            lo = lo.min(a.seq);
-            hi = hi.max(a.seq);
-        }
+        let (lo, hi) = (acks.seq_min, acks.seq_max);
         if acks.is_empty() {
             return Consensus::default();
         }
@@ -318,6 +329,9 @@ pub struct History {
     clients: Vec<ClientOps>,
     /// Client id -> slot, in client id order.
     slots: BTreeMap<u32, u32>,
+    /// Client id -> slot + 1 (0: none) for ids below [`History::DIRECT_CLIENTS`]:
+    /// one lookup per read-back message, so it is a table, not a tree walk.
+    direct: Vec<u32>,
     /// Acknowledgements in file order, which is ack-time order (the history
     /// validator rejects time going backwards).
     acks: Acks,
@@ -357,9 +371,18 @@ impl History {
         self.acks.iter()
     }
 
+    /// Client ids looked up through a table rather than the tree.
+    const DIRECT_CLIENTS: u32 = 1 << 16;
+
     /// The op index of an id, if it was ever invoked.
     pub fn find(&self, id: OpId) -> Option<u32> {
-        self.clients[*self.slots.get(&id.client)? as usize].find(id.counter)
+        let slot = match self.direct.get(id.client as usize) {
+            Some(0) => return None,
+            Some(s) => s - 1,
+            None if id.client < Self::DIRECT_CLIENTS => return None,
+            None => *self.slots.get(&id.client)?,
+        };
+        self.clients[slot as usize].find(id.counter)
     }
 
     /// Parses an id string and finds its op; `None` for anything never
@@ -418,6 +441,13 @@ impl HistoryBuilder {
                     None => {
                         let slot = h.clients.len() as u32;
                         h.slots.insert(id.client, slot);
+                        if id.client < History::DIRECT_CLIENTS {
+                            let c = id.client as usize;
+                            if h.direct.len() <= c {
+                                h.direct.resize(c + 1, 0);
+                            }
+                            h.direct[c] = slot + 1;
+                        }
                         h.clients.push(ClientOps { client: id.client, runs: Vec::new(), ops: Vec::new() });
                         slot
                     }
@@ -451,11 +481,12 @@ impl HistoryBuilder {
     pub fn finish(self) -> History {
         let mut h = self.history;
         h.acked = Bitset::new(h.len());
-        for ack in h.acks.iter() {
-            h.acked.insert(ack.op);
-        }
         for op in 0..h.len() as u32 {
-            h.counts[(h.meta.get(op) & 3) as usize] += 1;
+            let outcome = h.meta.get(op) & 3;
+            h.counts[outcome as usize] += 1;
+            if outcome == Outcome::Ok.bits() {
+                h.acked.insert(op);
+            }
         }
         h.consensus = Arc::new(Consensus::build(&h.acks));
         h
@@ -508,6 +539,12 @@ impl Bitset {
             }
         }
         (count, first)
+    }
+
+    /// Size of `self & !other`.
+    pub fn count_and_not(&self, other: &Bitset) -> u64 {
+        assert_eq!(self.words.len(), other.words.len());
+        self.words.iter().zip(&other.words).map(|(a, b)| u64::from((a & !b).count_ones())).sum()
     }
 
     pub fn union_with(&mut self, other: &Bitset) {

@@ -92,29 +92,45 @@ impl<W: Write> HistoryEncoder<W> {
         if id.client != op.client {
             return Err(invalid(format!("id {} does not belong to client {}", op.id, op.client)));
         }
-        let dt = op.t_ns.checked_sub(self.last_t_ns).ok_or_else(|| invalid("time goes backwards".into()))?;
-        self.last_t_ns = op.t_ns;
-        let kind = match op.kind {
+        self.push_parts(op.t_ns, op.kind, id, op.seq, op.node.as_deref(), op.error.as_deref())
+    }
+
+    /// [`HistoryEncoder::push`] with the id already parsed (the client is
+    /// the id's).
+    pub fn push_parts(
+        &mut self,
+        t_ns: u64,
+        kind: OpType,
+        id: OpId,
+        seq: Option<u64>,
+        node: Option<&str>,
+        error: Option<&str>,
+    ) -> std::io::Result<()> {
+        let dt = t_ns
+            .checked_sub(self.last_t_ns)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "time goes backwards".to_string()))?;
+        self.last_t_ns = t_ns;
+        let kind = match kind {
             OpType::Invoke => 0,
             OpType::Ok => 1,
             OpType::Fail => 2,
             OpType::Info => 3,
         };
         let tag = kind
-            | if op.seq.is_some() { TAG_SEQ } else { 0 }
-            | if op.node.is_some() { TAG_NODE } else { 0 }
-            | if op.error.is_some() { TAG_ERROR } else { 0 };
+            | if seq.is_some() { TAG_SEQ } else { 0 }
+            | if node.is_some() { TAG_NODE } else { 0 }
+            | if error.is_some() { TAG_ERROR } else { 0 };
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.push(tag);
         put_varint(&mut buf, dt);
         put_varint(&mut buf, u64::from(id.client));
         put_varint(&mut buf, id.counter);
-        if let Some(seq) = op.seq {
+        if let Some(seq) = seq {
             put_varint(&mut buf, zigzag(seq.wrapping_sub(self.last_seq) as i64));
             self.last_seq = seq;
         }
-        for text in [&op.node, &op.error].into_iter().flatten() {
+        for text in [node, error].into_iter().flatten() {
             self.put_string(&mut buf, text);
         }
         let written = self.out.write_all(&buf);
@@ -161,6 +177,16 @@ impl<W: Write> RecoveredEncoder<W> {
     /// Appends one message; sequences must strictly increase (InvalidInput
     /// otherwise: the compact form cannot say "out of order").
     pub fn push(&mut self, seq: u64, id: &str) -> std::io::Result<()> {
+        match id.parse::<OpId>() {
+            Ok(op) => self.push_id(seq, CompactId::Op(op)),
+            Err(_) => self.push_id(seq, CompactId::Text(id)),
+        }
+    }
+
+    /// [`RecoveredEncoder::push`] with the id already told apart. A
+    /// [`CompactId::Text`] that is a canonical id is written as text and
+    /// reads back as that text, which the checker matches the same way.
+    pub fn push_id(&mut self, seq: u64, id: CompactId<'_>) -> std::io::Result<()> {
         let delta = match self.last_seq {
             None => seq,
             Some(last) if seq > last => seq - last,
@@ -175,16 +201,16 @@ impl<W: Write> RecoveredEncoder<W> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         put_varint(&mut buf, delta);
-        match id.parse::<OpId>() {
-            Ok(op) => {
+        match id {
+            CompactId::Op(op) => {
                 buf.push(0);
                 put_varint(&mut buf, u64::from(op.client));
                 put_varint(&mut buf, op.counter);
             }
-            Err(_) => {
+            CompactId::Text(text) => {
                 buf.push(1);
-                put_varint(&mut buf, id.len() as u64);
-                buf.extend_from_slice(id.as_bytes());
+                put_varint(&mut buf, text.len() as u64);
+                buf.extend_from_slice(text.as_bytes());
             }
         }
         let written = self.out.write_all(&buf);
@@ -261,7 +287,21 @@ impl<R: Read> Bytes<R> {
         Ok(b)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Fast path: most numbers here are one or two bytes.
+        if self.end - self.pos >= 2 {
+            let b0 = self.buf[self.pos];
+            if b0 < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b0));
+            }
+            let b1 = self.buf[self.pos + 1];
+            if b1 < 0x80 {
+                self.pos += 2;
+                return Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7);
+            }
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
