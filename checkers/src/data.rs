@@ -376,13 +376,16 @@ impl History {
 
     /// The op index of an id, if it was ever invoked.
     pub fn find(&self, id: OpId) -> Option<u32> {
-        let slot = match self.direct.get(id.client as usize) {
-            Some(0) => return None,
-            Some(s) => s - 1,
-            None if id.client < Self::DIRECT_CLIENTS => return None,
-            None => *self.slots.get(&id.client)?,
-        };
-        self.clients[slot as usize].find(id.counter)
+        self.clients[self.slot_of(id.client)? as usize].find(id.counter)
+    }
+
+    fn slot_of(&self, client: u32) -> Option<u32> {
+        match self.direct.get(client as usize) {
+            Some(0) => None,
+            Some(s) => Some(s - 1),
+            None if client < Self::DIRECT_CLIENTS => None,
+            None => self.slots.get(&client).copied(),
+        }
     }
 
     /// Parses an id string and finds its op; `None` for anything never
@@ -436,8 +439,8 @@ impl HistoryBuilder {
                     .ok()
                     .filter(|i| *i < Consensus::EMPTY)
                     .ok_or_else(|| "more than 4 billion writes in one history: split the run".to_string())?;
-                let slot = match h.slots.get(&id.client) {
-                    Some(slot) => *slot,
+                let slot = match h.slot_of(id.client) {
+                    Some(slot) => slot,
                     None => {
                         let slot = h.clients.len() as u32;
                         h.slots.insert(id.client, slot);
