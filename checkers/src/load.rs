@@ -227,6 +227,11 @@ pub fn load_recovered(path: &Path, history: &History) -> Result<Recovered, LoadE
         return Ok(builder.finish());
     }
     for_each_raw_line(path, |raw, _| {
+        // jetsam's own line shape first (hand-written), any other line
+        // through serde_json exactly as before.
+        if let Some((seq, id)) = jetsam_core::fastline::recovered(raw.as_bytes()) {
+            return builder.push(seq, id);
+        }
         let m: RecoveredMsgRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
         builder.push(m.seq, &m.id)
     })?;

@@ -9,6 +9,7 @@ pub mod compact;
 pub mod duration;
 pub mod event;
 pub mod exit;
+pub mod fastline;
 pub mod history;
 pub mod jsonl;
 pub mod proto;
