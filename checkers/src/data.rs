@@ -3,17 +3,31 @@
 //! one [`Recovered`] per read-back view (a node's file or the cluster view).
 //!
 //! Both are built line by line through builders that validate as they go
-//! ([`HistoryBuilder`], [`RecoveredBuilder`]), so a history of ten million
-//! writes never exists as ten million `String`s: an id becomes a `u32` op
-//! index (the position of its invoke in the file), presence on a node is one
-//! bit per op, and a node's stream is a sorted array of `(seq, op index)`.
+//! ([`HistoryBuilder`], [`RecoveredBuilder`]), so a history of a hundred
+//! million writes never exists as a hundred million `String`s: an id becomes
+//! a `u32` op index (the position of its invoke in the file), presence on a
+//! node is one bit per op, and memory stays near 10 bytes per acknowledged
+//! write however many views there are (docs/formats.md "Checker memory"):
+//!
+//! - per op: its index in its client's list (4 bytes) and its outcome and
+//!   client slot (2 bytes); a client's counters are kept as runs (a client
+//!   counting 0, 1, 2, ... costs one run);
+//! - the acknowledgements in ack order, delta-encoded (about 4 bytes each);
+//! - one shared "consensus" stream: the op acknowledged at each sequence
+//!   (4 bytes per sequence of the acknowledged range). A view then costs two
+//!   bits per sequence (held; differs from the consensus) plus its own
+//!   entries where it differs (a stranger, another op, an unacknowledged
+//!   write) or lies outside the range.
 //!
 //! What this module does not do: read files (see [`crate::load`]) or decide
 //! anything (see the check modules).
 
+use jetsam_core::compact::{CompactId, CompactOp};
+use jetsam_core::history::OpFields;
 use jetsam_core::history::{HistoryValidator, OpId, OpRef, OpType};
 use jetsam_core::recovered::RecoveredValidator;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What became of an attempted write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,50 +48,297 @@ impl Outcome {
     pub fn is_indeterminate(self) -> bool {
         matches!(self, Outcome::Info | Outcome::Open)
     }
+
+    const ALL: [Outcome; 4] = [Outcome::Ok, Outcome::Fail, Outcome::Info, Outcome::Open];
+
+    fn bits(self) -> u32 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Fail => 1,
+            Outcome::Info => 2,
+            Outcome::Open => 3,
+        }
+    }
 }
 
 /// One acknowledgement: which op, the sequence the system acknowledged and
 /// when the `ok` arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ack {
     pub op: u32,
     pub seq: u64,
     pub t_ns: u64,
 }
 
-/// Per client: its counters in invoke order (strictly increasing, so sorted)
-/// and the op index of each.
-#[derive(Debug, Default, Clone)]
+/// A run of a client's counters: positions from `start` (up to the next
+/// run's start) hold counters `first`, `first + 1`, ...
+#[derive(Debug, Clone, Copy)]
+struct CounterRun {
+    first: u64,
+    start: u32,
+}
+
+/// One client: its counters (as runs) in invoke order, which is counter
+/// order (they strictly increase), and the op index of each.
+#[derive(Debug, Clone)]
 struct ClientOps {
-    counters: Vec<u64>,
+    client: u32,
+    runs: Vec<CounterRun>,
     ops: Vec<u32>,
 }
 
 impl ClientOps {
-    fn find(&self, counter: u64) -> Option<u32> {
-        // Fast path: counters usually run 0, 1, 2, ... so the counter is its
-        // own position (or close after a gap); fall back to binary search.
-        let guess = usize::try_from(counter.wrapping_sub(*self.counters.first()?)).ok();
-        if let Some(g) = guess
-            && self.counters.get(g) == Some(&counter)
-        {
-            return Some(self.ops[g]);
+    fn push(&mut self, counter: u64, op: u32) {
+        let pos = self.ops.len() as u64;
+        match self.runs.last() {
+            Some(r) if r.first.checked_add(pos - u64::from(r.start)) == Some(counter) => {}
+            _ => self.runs.push(CounterRun { first: counter, start: pos as u32 }),
         }
-        self.counters.binary_search(&counter).ok().map(|i| self.ops[i])
+        self.ops.push(op);
+    }
+
+    fn find(&self, counter: u64) -> Option<u32> {
+        let i = self.runs.partition_point(|r| r.first <= counter).checked_sub(1)?;
+        let r = self.runs[i];
+        let end = self.runs.get(i + 1).map_or(self.ops.len(), |n| n.start as usize);
+        let offset = counter - r.first;
+        (offset < (end - r.start as usize) as u64).then(|| self.ops[r.start as usize + offset as usize])
+    }
+
+    fn counter_at(&self, pos: usize) -> u64 {
+        let r = self.runs[self.runs.partition_point(|r| r.start as usize <= pos) - 1];
+        r.first + (pos - r.start as usize) as u64
+    }
+}
+
+/// Per op: its outcome (2 bits) and its client's slot (the rest), in 16 bits
+/// while there are at most [`Meta::NARROW_SLOTS`] clients, else in 32.
+#[derive(Debug, Clone)]
+enum Meta {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta::Narrow(Vec::new())
+    }
+}
+
+impl Meta {
+    const NARROW_SLOTS: u32 = 1 << 14;
+
+    fn get(&self, op: u32) -> u32 {
+        match self {
+            Meta::Narrow(v) => u32::from(v[op as usize]),
+            Meta::Wide(v) => v[op as usize],
+        }
+    }
+
+    fn push(&mut self, slot: u32, outcome: Outcome) {
+        let value = slot << 2 | outcome.bits();
+        if let Meta::Narrow(v) = self
+            && slot >= Self::NARROW_SLOTS
+        {
+            *self = Meta::Wide(v.iter().map(|x| u32::from(*x)).collect());
+        }
+        match self {
+            Meta::Narrow(v) => v.push(value as u16),
+            Meta::Wide(v) => v.push(value),
+        }
+    }
+
+    fn set_outcome(&mut self, op: u32, outcome: Outcome) {
+        match self {
+            Meta::Narrow(v) => v[op as usize] = v[op as usize] & !3 | outcome.bits() as u16,
+            Meta::Wide(v) => v[op as usize] = v[op as usize] & !3 | outcome.bits(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Meta::Narrow(v) => v.len(),
+            Meta::Wide(v) => v.len(),
+        }
+    }
+}
+
+/// The acknowledgements in ack order, each stored as three varints: the
+/// zig-zag differences of op and seq from the previous ack (small: acks
+/// come nearly in invoke and sequence order) and the time since it.
+#[derive(Debug, Clone, Default)]
+pub struct Acks {
+    bytes: Vec<u8>,
+    len: usize,
+    last: Ack,
+    /// Lowest and highest sequence acknowledged.
+    seq_min: u64,
+    seq_max: u64,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+impl Acks {
+    fn push(&mut self, a: Ack) {
+        // The history validator rejects time going backwards.
+        assert!(a.t_ns >= self.last.t_ns, "acks are in time order");
+        put_varint(&mut self.bytes, zigzag(i64::from(a.op) - i64::from(self.last.op)));
+        put_varint(&mut self.bytes, zigzag(a.seq.wrapping_sub(self.last.seq) as i64));
+        put_varint(&mut self.bytes, a.t_ns - self.last.t_ns);
+        if self.len == 0 {
+            (self.seq_min, self.seq_max) = (a.seq, a.seq);
+        }
+        self.seq_min = self.seq_min.min(a.seq);
+        self.seq_max = self.seq_max.max(a.seq);
+        self.last = a;
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> AckIter<'_> {
+        AckIter { bytes: &self.bytes, pos: 0, prev: Ack::default(), left: self.len }
+    }
+}
+
+/// The acknowledgements in ack-time order (see [`History::acks`]).
+#[derive(Debug, Clone)]
+pub struct AckIter<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    prev: Ack,
+    left: usize,
+}
+
+impl AckIter<'_> {
+    #[inline]
+    fn varint(&mut self) -> u64 {
+        // Most differences fit one byte.
+        let first = self.bytes[self.pos];
+        if first < 0x80 {
+            self.pos += 1;
+            return u64::from(first);
+        }
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = self.bytes[self.pos];
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+}
+
+impl Iterator for AckIter<'_> {
+    type Item = Ack;
+
+    fn next(&mut self) -> Option<Ack> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let op = (i64::from(self.prev.op) + unzigzag(self.varint())) as u32;
+        let seq = self.prev.seq.wrapping_add(unzigzag(self.varint()) as u64);
+        let t_ns = self.prev.t_ns + self.varint();
+        self.prev = Ack { op, seq, t_ns };
+        Some(self.prev)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for AckIter<'_> {}
+
+/// The op acknowledged at each sequence of the acknowledged range (the
+/// first ack in file order where two claim one sequence), shared by every
+/// view of a history: a view stores only where it differs from it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Consensus {
+    lo: u64,
+    slots: Vec<u32>,
+}
+
+impl Consensus {
+    /// A slot no ack claimed.
+    const EMPTY: u32 = u32::MAX - 1;
+    /// Sequences beyond the acks the range may span (gaps), before the
+    /// consensus is left out: a history whose sequences are spread far
+    /// apart would otherwise cost 4 bytes per unused sequence.
+    const SLACK: u64 = 1 << 16;
+
+    fn build(acks: &Acks) -> Consensus {
+        let (lo, hi) = (acks.seq_min, acks.seq_max);
+        if acks.is_empty() {
+            return Consensus::default();
+        }
+        let span = hi - lo + 1;
+        if span > 2 * acks.len() as u64 + Self::SLACK || span > u64::from(u32::MAX) {
+            return Consensus::default();
+        }
+        let mut slots = vec![Self::EMPTY; span as usize];
+        for a in acks.iter() {
+            let slot = &mut slots[(a.seq - lo) as usize];
+            if *slot == Self::EMPTY {
+                *slot = a.op;
+            }
+        }
+        Consensus { lo, slots }
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
+        let i = seq.checked_sub(self.lo)?;
+        (i < self.slots.len() as u64).then_some(i as usize)
+    }
+
+    fn end(&self) -> u64 {
+        self.lo + self.slots.len() as u64
     }
 }
 
 /// Every attempted write of a run, by op index (invoke order).
 #[derive(Debug, Default, Clone)]
 pub struct History {
-    ids: Vec<OpId>,
-    outcomes: Vec<Outcome>,
+    meta: Meta,
+    /// By slot.
+    clients: Vec<ClientOps>,
+    /// Client id -> slot, in client id order.
+    slots: BTreeMap<u32, u32>,
+    /// Client id -> slot + 1 (0: none) for ids below [`History::DIRECT_CLIENTS`]:
+    /// one lookup per read-back message, so it is a table, not a tree walk.
+    direct: Vec<u32>,
     /// Acknowledgements in file order, which is ack-time order (the history
     /// validator rejects time going backwards).
-    acks: Vec<Ack>,
-    clients: BTreeMap<u32, ClientOps>,
+    acks: Acks,
     /// The acknowledged ops, as a set (filled by [`HistoryBuilder::finish`]).
     acked: Bitset,
+    consensus: Arc<Consensus>,
+    counts: [u64; 4],
 }
 
 impl History {
@@ -88,29 +349,43 @@ impl History {
 
     /// Number of attempted writes (invokes).
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.meta.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
     }
 
     pub fn id(&self, op: u32) -> OpId {
-        self.ids[op as usize]
+        let c = &self.clients[(self.meta.get(op) >> 2) as usize];
+        let pos = c.ops.binary_search(&op).expect("an op is in its client's list");
+        OpId { client: c.client, counter: c.counter_at(pos) }
     }
 
     pub fn outcome(&self, op: u32) -> Outcome {
-        self.outcomes[op as usize]
+        Outcome::ALL[(self.meta.get(op) & 3) as usize]
     }
 
     /// Acknowledgements in ack-time order.
-    pub fn acks(&self) -> &[Ack] {
-        &self.acks
+    pub fn acks(&self) -> AckIter<'_> {
+        self.acks.iter()
     }
+
+    /// Client ids looked up through a table rather than the tree.
+    const DIRECT_CLIENTS: u32 = 1 << 16;
 
     /// The op index of an id, if it was ever invoked.
     pub fn find(&self, id: OpId) -> Option<u32> {
-        self.clients.get(&id.client)?.find(id.counter)
+        self.clients[self.slot_of(id.client)? as usize].find(id.counter)
+    }
+
+    fn slot_of(&self, client: u32) -> Option<u32> {
+        match self.direct.get(client as usize) {
+            Some(0) => None,
+            Some(s) => Some(s - 1),
+            None if client < Self::DIRECT_CLIENTS => None,
+            None => self.slots.get(&client).copied(),
+        }
     }
 
     /// Parses an id string and finds its op; `None` for anything never
@@ -121,11 +396,11 @@ impl History {
 
     /// Clients in id order with their op indices in counter order.
     pub fn clients(&self) -> impl Iterator<Item = (u32, &[u32])> {
-        self.clients.iter().map(|(c, ops)| (*c, ops.ops.as_slice()))
+        self.slots.iter().map(|(c, slot)| (*c, self.clients[*slot as usize].ops.as_slice()))
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {
-        self.outcomes.iter().filter(|o| **o == outcome).count() as u64
+        self.counts[outcome.bits() as usize]
     }
 }
 
@@ -145,35 +420,62 @@ impl HistoryBuilder {
     /// Adds one line; the error is the "what is wrong" part of a line error.
     pub fn push(&mut self, op: &OpRef<'_>) -> Result<(), String> {
         let id = self.validator.check_ref(op)?;
+        self.record(op.kind, id, op.seq, op.t_ns)
+    }
+
+    /// Adds one record of a compact history (`history.bin`); same rules and
+    /// messages as [`HistoryBuilder::push`].
+    pub fn push_compact(&mut self, op: &CompactOp) -> Result<(), String> {
+        let fields = OpFields { seq: op.seq, has_node: op.has_node, has_error: op.has_error };
+        let id = self.validator.check_parts(op.t_ns, op.id.client, op.kind, op.id, fields)?;
+        self.record(op.kind, id, op.seq, op.t_ns)
+    }
+
+    fn record(&mut self, kind: OpType, id: OpId, seq: Option<u64>, t_ns: u64) -> Result<(), String> {
         let h = &mut self.history;
-        match op.kind {
+        match kind {
             OpType::Invoke => {
-                let index = u32::try_from(h.ids.len())
+                let index = u32::try_from(h.len())
                     .ok()
-                    .filter(|i| *i < Recovered::STRANGER)
+                    .filter(|i| *i < Consensus::EMPTY)
                     .ok_or_else(|| "more than 4 billion writes in one history: split the run".to_string())?;
-                h.ids.push(id);
-                h.outcomes.push(Outcome::Open);
-                let client = h.clients.entry(id.client).or_default();
+                let slot = match h.slot_of(id.client) {
+                    Some(slot) => slot,
+                    None => {
+                        let slot = h.clients.len() as u32;
+                        h.slots.insert(id.client, slot);
+                        if id.client < History::DIRECT_CLIENTS {
+                            let c = id.client as usize;
+                            if h.direct.len() <= c {
+                                h.direct.resize(c + 1, 0);
+                            }
+                            h.direct[c] = slot + 1;
+                        }
+                        h.clients.push(ClientOps { client: id.client, runs: Vec::new(), ops: Vec::new() });
+                        slot
+                    }
+                };
+                h.meta.push(slot, Outcome::Open);
+                let client = &mut h.clients[slot as usize];
                 // The validator guarantees counters strictly increase per client.
-                assert!(client.counters.last().is_none_or(|last| *last < id.counter));
-                client.counters.push(id.counter);
-                client.ops.push(index);
+                assert!(client.ops.last().is_none_or(|last| *last < index));
+                client.push(id.counter, index);
             }
             kind => {
                 // The validator guarantees an open invoke for this id.
                 let index = h.find(id).expect("validated completion has an invoke");
-                assert_eq!(h.outcomes[index as usize], Outcome::Open);
-                h.outcomes[index as usize] = match kind {
+                assert_eq!(h.outcome(index), Outcome::Open);
+                let outcome = match kind {
                     OpType::Ok => {
-                        let seq = op.seq.expect("validated ok has a seq");
-                        h.acks.push(Ack { op: index, seq, t_ns: op.t_ns });
+                        let seq = seq.expect("validated ok has a seq");
+                        h.acks.push(Ack { op: index, seq, t_ns });
                         Outcome::Ok
                     }
                     OpType::Fail => Outcome::Fail,
                     OpType::Info => Outcome::Info,
                     OpType::Invoke => unreachable!(),
                 };
+                h.meta.set_outcome(index, outcome);
             }
         }
         Ok(())
@@ -181,10 +483,15 @@ impl HistoryBuilder {
 
     pub fn finish(self) -> History {
         let mut h = self.history;
-        h.acked = Bitset::new(h.ids.len());
-        for ack in &h.acks {
-            h.acked.insert(ack.op);
+        h.acked = Bitset::new(h.len());
+        for op in 0..h.len() as u32 {
+            let outcome = h.meta.get(op) & 3;
+            h.counts[outcome as usize] += 1;
+            if outcome == Outcome::Ok.bits() {
+                h.acked.insert(op);
+            }
         }
+        h.consensus = Arc::new(Consensus::build(&h.acks));
         h
     }
 }
@@ -202,14 +509,22 @@ impl Bitset {
 
     /// Sets the bit and returns whether it was already set.
     pub fn insert(&mut self, i: u32) -> bool {
-        let (w, b) = (i as usize / 64, i % 64);
+        self.insert_at(i as usize)
+    }
+
+    fn insert_at(&mut self, i: usize) -> bool {
+        let (w, b) = (i / 64, i % 64);
         let was = self.words[w] >> b & 1 == 1;
         self.words[w] |= 1 << b;
         was
     }
 
     pub fn contains(&self, i: u32) -> bool {
-        self.words[i as usize / 64] >> (i % 64) & 1 == 1
+        self.contains_at(i as usize)
+    }
+
+    fn contains_at(&self, i: usize) -> bool {
+        self.words[i / 64] >> (i % 64) & 1 == 1
     }
 
     /// Members of `self & !other & mask`, in index order: the count, and
@@ -229,6 +544,12 @@ impl Bitset {
         (count, first)
     }
 
+    /// Size of `self & !other`.
+    pub fn count_and_not(&self, other: &Bitset) -> u64 {
+        assert_eq!(self.words.len(), other.words.len());
+        self.words.iter().zip(&other.words).map(|(a, b)| u64::from((a & !b).count_ones())).sum()
+    }
+
     pub fn union_with(&mut self, other: &Bitset) {
         assert_eq!(self.words.len(), other.words.len());
         for (a, b) in self.words.iter_mut().zip(&other.words) {
@@ -238,13 +559,18 @@ impl Bitset {
 }
 
 /// What one view (a node's read-back file or the cluster view) holds, in
-/// stream order.
+/// stream order, stored against its history's [`Consensus`].
 #[derive(Debug, Clone)]
 pub struct Recovered {
-    /// The gap-free runs of the stream, in order.
-    runs: Vec<Run>,
-    /// Op index at each position, or [`Recovered::STRANGER`].
-    entries: Vec<u32>,
+    consensus: Arc<Consensus>,
+    /// Over the consensus range: this view holds the sequence.
+    held: Bitset,
+    /// Over the consensus range: held, and not the consensus op (in `own`).
+    differs: Bitset,
+    /// Entries not taken from the consensus, by sequence: outside its range,
+    /// strangers, and ops other than the one acknowledged there.
+    own: Vec<(u64, u32)>,
+    len: usize,
     /// Ids that were never invoked, by sequence (their text).
     strangers: BTreeMap<u64, String>,
     present: Bitset,
@@ -252,17 +578,6 @@ pub struct Recovered {
     duplicated_ops: BTreeMap<u32, Vec<u64>>,
     /// Strangers held at two or more sequences: id -> every sequence.
     duplicated_strangers: BTreeMap<String, Vec<u64>>,
-}
-
-/// A gap-free run of a [`Recovered`] stream: positions from `start` (up to
-/// the next run's start) hold sequences `first_seq`, `first_seq + 1`, ...
-/// Streams are stored as runs rather than a sequence per message: a stream
-/// with a few gaps (the usual case) then costs a few runs instead of 8 bytes
-/// a message, and a lookup is a search over the runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Run {
-    first_seq: u64,
-    start: usize,
 }
 
 /// One position of a [`Recovered`] view.
@@ -273,16 +588,16 @@ pub enum Entry<'a> {
 }
 
 impl Recovered {
-    /// Marker in `entries` for an id that was never invoked.
+    /// Marker for an id that was never invoked.
     pub const STRANGER: u32 = u32::MAX;
 
     /// Number of messages held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Whether the op is held at some sequence.
@@ -294,16 +609,25 @@ impl Recovered {
         &self.present
     }
 
-    /// The message at a sequence.
-    pub fn at(&self, seq: u64) -> Option<Entry<'_>> {
-        let run = self.runs.partition_point(|r| r.first_seq <= seq).checked_sub(1)?;
-        let Run { first_seq, start } = self.runs[run];
-        let end = self.runs.get(run + 1).map_or(self.entries.len(), |r| r.start);
-        let pos = start.checked_add(usize::try_from(seq - first_seq).ok()?)?;
-        (pos < end).then(|| self.entry_for(seq, self.entries[pos]))
+    /// The raw value (op index or [`Recovered::STRANGER`]) at a sequence.
+    fn raw_at(&self, seq: u64) -> Option<u32> {
+        if let Some(i) = self.consensus.index(seq) {
+            if !self.held.contains_at(i) {
+                return None;
+            }
+            if !self.differs.contains_at(i) {
+                return Some(self.consensus.slots[i]);
+            }
+        }
+        self.own.binary_search_by_key(&seq, |(s, _)| *s).ok().map(|k| self.own[k].1)
     }
 
-    /// The entry for a raw `entries` value at a sequence.
+    /// The message at a sequence.
+    pub fn at(&self, seq: u64) -> Option<Entry<'_>> {
+        self.raw_at(seq).map(|raw| self.entry_for(seq, raw))
+    }
+
+    /// The entry for a raw value at a sequence.
     pub fn entry_for(&self, seq: u64, raw: u32) -> Entry<'_> {
         match raw {
             Self::STRANGER => Entry::Stranger(&self.strangers[&seq]),
@@ -311,26 +635,35 @@ impl Recovered {
         }
     }
 
-    /// Every message in stream order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, Entry<'_>)> {
-        self.segments().flat_map(move |(first, raw)| {
-            raw.iter().enumerate().map(move |(i, r)| (first + i as u64, self.entry_for(first + i as u64, *r)))
-        })
+    /// Calls `f` with every message's sequence and raw value, in stream order.
+    pub fn for_each_raw(&self, mut f: impl FnMut(u64, u32)) {
+        let c = &self.consensus;
+        let below = self.own.partition_point(|(s, _)| *s < c.lo);
+        self.own[..below].iter().for_each(|(s, raw)| f(*s, *raw));
+        let mut k = below;
+        for (w, word) in self.held.words.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let seq = c.lo + i as u64;
+                if self.differs.contains_at(i) {
+                    assert_eq!(self.own[k].0, seq, "in-range own entries match the differs bits");
+                    f(seq, self.own[k].1);
+                    k += 1;
+                } else {
+                    f(seq, c.slots[i]);
+                }
+            }
+        }
+        self.own[k..].iter().for_each(|(s, raw)| f(*s, *raw));
     }
 
-    /// The gap-free runs of the stream: each run's first sequence and the op
-    /// index (or [`Recovered::STRANGER`]) at each sequence from there. Every
-    /// run is non-empty.
-    pub fn segments(&self) -> impl Iterator<Item = (u64, &[u32])> {
-        self.runs.iter().enumerate().map(|(i, r)| {
-            let end = self.runs.get(i + 1).map_or(self.entries.len(), |n| n.start);
-            (r.first_seq, &self.entries[r.start..end])
-        })
-    }
-
-    fn seq_at(&self, pos: usize) -> u64 {
-        let run = self.runs[self.runs.partition_point(|r| r.start <= pos) - 1];
-        run.first_seq + (pos - run.start) as u64
+    /// Every message in stream order (collected: for tests and small views).
+    pub fn entries(&self) -> Vec<(u64, Entry<'_>)> {
+        let mut out = Vec::with_capacity(self.len);
+        self.for_each_raw(|seq, raw| out.push((seq, raw)));
+        out.into_iter().map(|(seq, raw)| (seq, self.entry_for(seq, raw))).collect()
     }
 
     /// Ids never invoked, by sequence.
@@ -346,6 +679,51 @@ impl Recovered {
     /// Never-invoked ids held at two or more sequences, with every sequence.
     pub fn duplicated_strangers(&self) -> &BTreeMap<String, Vec<u64>> {
         &self.duplicated_strangers
+    }
+
+    /// Calls `f` with each sequence both views hold where at least one of
+    /// them may differ from the other, in sequence order, with both raw
+    /// values. Sequences where both take the consensus op are skipped: they
+    /// agree by construction.
+    pub fn for_each_candidate(&self, other: &Recovered, mut f: impl FnMut(u64, u32, u32)) {
+        assert!(
+            Arc::ptr_eq(&self.consensus, &other.consensus) || self.consensus == other.consensus,
+            "views of one history"
+        );
+        let c = &self.consensus;
+        let split =
+            |v: &Recovered| (v.own.partition_point(|(s, _)| *s < c.lo), v.own.partition_point(|(s, _)| *s < c.end()));
+        let ((a_below, a_above), (b_below, b_above)) = (split(self), split(other));
+        merge_own(&self.own[..a_below], &other.own[..b_below], &mut f);
+        let held = self.held.words.iter().zip(&other.held.words);
+        let differs = self.differs.words.iter().zip(&other.differs.words);
+        for (w, ((ha, hb), (da, db))) in held.zip(differs).enumerate() {
+            let mut bits = ha & hb & (da | db);
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let seq = c.lo + i as u64;
+                let raw = |v: &Recovered| v.raw_at(seq).expect("a held sequence has an entry");
+                f(seq, raw(self), raw(other));
+            }
+        }
+        merge_own(&self.own[a_above..], &other.own[b_above..], &mut f);
+    }
+}
+
+/// Calls `f` for each sequence in both sorted lists, in order.
+fn merge_own(a: &[(u64, u32)], b: &[(u64, u32)], f: &mut impl FnMut(u64, u32, u32)) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                f(a[i].0, a[i].1, b[j].1);
+                i += 1;
+                j += 1;
+            }
+        }
     }
 }
 
@@ -364,12 +742,16 @@ pub struct RecoveredBuilder<'h> {
 
 impl<'h> RecoveredBuilder<'h> {
     pub fn new(history: &'h History) -> Self {
+        let range = history.consensus.slots.len();
         RecoveredBuilder {
             history,
             validator: RecoveredValidator::default(),
             view: Recovered {
-                runs: Vec::new(),
-                entries: Vec::new(),
+                consensus: Arc::clone(&history.consensus),
+                held: Bitset::new(range),
+                differs: Bitset::new(range),
+                own: Vec::new(),
+                len: 0,
                 strangers: BTreeMap::new(),
                 present: Bitset::new(history.len()),
                 duplicated_ops: BTreeMap::new(),
@@ -382,48 +764,72 @@ impl<'h> RecoveredBuilder<'h> {
     /// Adds one line; the error is the "what is wrong" part of a line error.
     pub fn push(&mut self, seq: u64, id: &str) -> Result<(), String> {
         self.validator.check_parts(seq, id)?;
+        let found = self.history.find_str(id);
+        self.add(seq, found, || id.to_string());
+        Ok(())
+    }
+
+    /// Adds one record of a compact view (`recovered/<view>.bin`); same
+    /// rules and result as [`RecoveredBuilder::push`] with the id's text.
+    pub fn push_compact(&mut self, seq: u64, id: CompactId<'_>) -> Result<(), String> {
+        match id {
+            CompactId::Op(op) => {
+                self.validator.check_seq(seq)?;
+                let found = self.history.find(op);
+                self.add(seq, found, || op.to_string());
+                Ok(())
+            }
+            CompactId::Text(text) => self.push(seq, text),
+        }
+    }
+
+    fn add(&mut self, seq: u64, found: Option<u32>, text: impl FnOnce() -> String) {
         let v = &mut self.view;
-        match self.history.find_str(id) {
+        let raw = match found {
             Some(op) => {
                 if v.present.insert(op) {
                     v.duplicated_ops.entry(op).or_default().push(seq);
                 }
-                v.entries.push(op);
+                op
             }
             None => {
-                if let Some(first) = self.stranger_first_seq.get(id) {
-                    v.duplicated_strangers.entry(id.to_string()).or_insert_with(|| vec![*first]).push(seq);
+                let id = text();
+                if let Some(first) = self.stranger_first_seq.get(&id) {
+                    v.duplicated_strangers.entry(id.clone()).or_insert_with(|| vec![*first]).push(seq);
                 } else {
-                    self.stranger_first_seq.insert(id.to_string(), seq);
+                    self.stranger_first_seq.insert(id.clone(), seq);
                 }
-                v.strangers.insert(seq, id.to_string());
-                v.entries.push(Recovered::STRANGER);
+                v.strangers.insert(seq, id);
+                Recovered::STRANGER
             }
+        };
+        v.len += 1;
+        match v.consensus.index(seq) {
+            Some(i) => {
+                v.held.insert_at(i);
+                if raw == Recovered::STRANGER || v.consensus.slots[i] != raw {
+                    v.differs.insert_at(i);
+                    v.own.push((seq, raw));
+                }
+            }
+            None => v.own.push((seq, raw)),
         }
-        // `entries` already holds this message at position `pos`; it extends
-        // the last run when it follows that run's last sequence.
-        let pos = v.entries.len() - 1;
-        match v.runs.last() {
-            Some(r) if r.first_seq + (pos - r.start) as u64 == seq => {}
-            _ => v.runs.push(Run { first_seq: seq, start: pos }),
-        }
-        Ok(())
     }
 
     pub fn finish(self) -> Recovered {
         // duplicated_ops so far lists only the repeat sequences; prepend the
         // first one, found in one pass over the stream.
         let mut v = self.view;
+        v.own.shrink_to_fit();
         if !v.duplicated_ops.is_empty() {
             let mut dups = std::mem::take(&mut v.duplicated_ops);
             let mut done = BTreeMap::new();
-            for pos in 0..v.entries.len() {
-                let op = v.entries[pos];
+            v.for_each_raw(|seq, op| {
                 if let Some(mut seqs) = dups.remove(&op) {
-                    seqs.insert(0, v.seq_at(pos));
+                    seqs.insert(0, seq);
                     done.insert(op, seqs);
                 }
-            }
+            });
             assert!(dups.is_empty(), "every duplicated op is held");
             v.duplicated_ops = done;
         }
@@ -461,7 +867,7 @@ mod tests {
         assert_eq!(h.outcome(0), Outcome::Open);
         assert_eq!(h.outcome(1), Outcome::Ok);
         assert_eq!(h.outcome(2), Outcome::Fail);
-        assert_eq!(h.acks(), &[Ack { op: 1, seq: 1, t_ns: 4 }]);
+        assert_eq!(h.acks().collect::<Vec<_>>(), vec![Ack { op: 1, seq: 1, t_ns: 4 }]);
         assert_eq!(h.find_str("1-5"), Some(2));
         assert_eq!(h.find_str("1-4"), None);
         assert_eq!(h.find_str("banana"), None);

@@ -109,21 +109,24 @@ pub fn check(history: &History, views: &[(&str, &Recovered)], kept: &Bitset, off
         push_sample(&mut out.duplicated, || text);
     }
 
-    // seq-mismatch: one pass over the acknowledgements per view, then the
-    // sample in ack order.
+    // seq-mismatch: one pass over the acknowledgements for every view, then
+    // (only when there are any) the sample in ack order.
     let mut mismatched = Bitset::new(history.len());
-    for (name, v) in views {
-        let mut count = 0u64;
-        let mut mark = |op: u32| {
-            count += 1;
-            mismatched.insert(op);
-        };
-        for ack in history.acks() {
-            if mismatch_on(v, offline.contains(name), ack) {
-                mark(ack.op);
+    let mut counts = vec![0u64; views.len()];
+    let offline_at: Vec<bool> = views.iter().map(|(name, _)| offline.contains(name)).collect();
+    for ack in history.acks() {
+        for (k, (_, v)) in views.iter().enumerate() {
+            if mismatch_on(v, offline_at[k], ack) {
+                counts[k] += 1;
+                mismatched.insert(ack.op);
             }
         }
-        out.per_view.entry(name.to_string()).or_default().1 = count;
+    }
+    for ((name, _), count) in views.iter().zip(&counts) {
+        out.per_view.entry(name.to_string()).or_default().1 = *count;
+    }
+    if counts.iter().all(|c| *c == 0) {
+        return out;
     }
     for ack in history.acks() {
         if !mismatched.contains(ack.op) {
@@ -165,7 +168,7 @@ pub fn check(history: &History, views: &[(&str, &Recovered)], kept: &Bitset, off
 
 /// Whether `ack` is a seq-mismatch on view `v` (see [`check`] for the rule
 /// on views read offline).
-fn mismatch_on(v: &Recovered, offline: bool, ack: &crate::data::Ack) -> bool {
+fn mismatch_on(v: &Recovered, offline: bool, ack: crate::data::Ack) -> bool {
     match v.at(ack.seq) {
         Some(Entry::Op(op)) if op == ack.op => false,
         None => v.holds(ack.op),

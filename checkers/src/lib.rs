@@ -109,14 +109,21 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     }
 
     let kept = lost::union(h, readable.iter().map(|(_, v)| *v));
-    let lost = lost::lost(h, &kept);
-    let lost_cluster_view = input.cluster.as_ref().map(|c| lost::lost_on(h, c));
-    let integrity = integrity::check(h, &views, &kept, &offline);
     // With a known placement the non-replicas are not in `input.nodes` at all.
     let skip_empty = !matches!(input.judged, placement::Judged::Replicas(_))
         && config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
-    let divergence = divergence::compare_all(h, &converged, skip_empty);
-    let loss_windows = windows::loss_windows(h, &kept, &input.events);
+    // The integrity pass (every ack against every view) runs beside the
+    // others: at 100M writes each takes seconds, and there are two cores.
+    let (integrity, (lost, lost_cluster_view, divergence, loss_windows)) = std::thread::scope(|s| {
+        let integrity = s.spawn(|| integrity::check(h, &views, &kept, &offline));
+        let rest = (
+            lost::lost(h, &kept),
+            input.cluster.as_ref().map(|c| lost::lost_on(h, c)),
+            divergence::compare_all(h, &converged, skip_empty),
+            windows::loss_windows(h, &kept, &input.events),
+        );
+        (integrity.join().expect("the integrity check does not panic"), rest)
+    });
 
     let nodes = node_reports(input, &integrity);
 

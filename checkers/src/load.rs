@@ -5,7 +5,8 @@
 //! the file system; it reads and never writes.
 //!
 //! Files read: `scenario.resolved.toml` (optional), `history.jsonl`
-//! (required), `events.jsonl` (optional: a foreign history may have no fault
+//! or its compact form `history.bin` (one of them required; format version
+//! 2, [`jetsam_core::compact`]), `events.jsonl` (optional: a foreign history may have no fault
 //! timeline; then no window is tied to a fault), `recovered/<node>.jsonl`,
 //! `recovered/<node>.unreadable`, `recovered/<node>.offline` (the node's
 //! `.jsonl` was read from its files without it running),
@@ -14,13 +15,15 @@
 //! `*.unreadable` or `*.offline` of a node that is not in the run (or not a
 //! replica of a known placement), both a `.jsonl` and an `.unreadable` for
 //! one node, or an `.offline` without a `.jsonl`, is an error rather than
-//! something to guess about. Node read-backs are parsed in parallel (one
-//! thread per core).
+//! something to guess about; so is a file present in both forms (`.jsonl`
+//! and `.bin`). Node read-backs are parsed in parallel (one thread per
+//! file, at most 8). In a compact file the number an error names is the record's.
 
 use crate::config::{CheckConfig, ConfigError, Overrides};
 use crate::data::{History, Recovered, RecoveredBuilder};
 use crate::placement::Judged;
 use crate::{NodeInput, RunInput};
+use jetsam_core::compact::{CompactOp, DecodeError, HistoryDecoder, RecoveredDecoder};
 use jetsam_core::event::{Event, EventValidator};
 use jetsam_core::jsonl::{LoadError, for_each_raw_line};
 use jetsam_core::recovered::{
@@ -34,6 +37,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const SCENARIO_FILE: &str = "scenario.resolved.toml";
 pub const HISTORY_FILE: &str = "history.jsonl";
+/// The compact form of [`HISTORY_FILE`] (format version 2).
+pub const HISTORY_COMPACT_FILE: &str = "history.bin";
+/// Suffix of a compact recovered view (`recovered/<node>.bin`, `recovered/cluster.bin`).
+pub const COMPACT_SUFFIX: &str = ".bin";
+/// The compact form of the cluster view.
+pub const CLUSTER_COMPACT_FILE: &str = "cluster.bin";
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const RECOVERED_DIR: &str = "recovered";
 pub const REPORT_FILE: &str = "report.json";
@@ -45,10 +54,15 @@ pub enum LoadRunError {
     #[error("failed to check {}: no such folder; pass a run folder such as results/<scenario>/<time>-<seed>", dir.display())]
     NotAFolder { dir: PathBuf },
     #[error(
-        "failed to check {}: {HISTORY_FILE} is missing; a run folder needs at least history.jsonl and recovered/<node>.jsonl (docs/formats.md)",
+        "failed to check {}: {HISTORY_FILE} is missing; a run folder needs at least history.jsonl (or history.bin) and recovered/<node>.jsonl (docs/formats.md)",
         dir.display()
     )]
     NoHistory { dir: PathBuf },
+    #[error(
+        "failed to check {}: both {a} and {b} exist; a file is in one form only: remove the one that is wrong",
+        dir.display()
+    )]
+    BothForms { dir: PathBuf, a: String, b: String },
     #[error("failed to list {}: {source}; check the folder's permissions", path.display())]
     List {
         path: PathBuf,
@@ -92,7 +106,10 @@ pub enum LoadRunError {
 /// Node names by recovered file kind, each in name order.
 #[derive(Debug, Default)]
 struct Listed {
+    /// Nodes with a read-back, in either form.
     jsonl: BTreeSet<String>,
+    /// Of those, the ones whose read-back is compact (`.bin`).
+    compact: BTreeSet<String>,
     unreadable: BTreeSet<String>,
     offline: BTreeSet<String>,
 }
@@ -126,10 +143,95 @@ fn load_history_sequential(path: &Path) -> Result<History, LoadError> {
     Ok(builder.finish())
 }
 
-/// Streams one recovered file into a [`Recovered`] view.
+/// Reads `history.bin` (format version 2) into a [`History`]: the same
+/// validation as `history.jsonl`, record by record.
+pub fn load_history_compact(path: &Path) -> Result<History, LoadError> {
+    let file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    let mut decoder = HistoryDecoder::new(file).map_err(|e| compact_error(path, 0, e))?;
+    // Decoding runs on its own thread, a batch at a time, while this one
+    // validates and builds: the two halves cost about the same.
+    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<Vec<CompactOp>>(COMPACT_BATCHES_IN_FLIGHT);
+    std::thread::scope(|s| {
+        let decoding = s.spawn(move || -> Result<(), (usize, DecodeError)> {
+            let mut record = 0usize;
+            loop {
+                let mut batch = Vec::with_capacity(COMPACT_BATCH_RECORDS);
+                while batch.len() < COMPACT_BATCH_RECORDS {
+                    match decoder.next_op() {
+                        Ok(Some(op)) => batch.push(op),
+                        Ok(None) => break,
+                        Err(e) => {
+                            // The records before the bad one are still
+                            // validated: an earlier invalid one is named first.
+                            let bad = record + batch.len() + 1;
+                            let _ = batch_tx.send(batch);
+                            return Err((bad, e));
+                        }
+                    }
+                }
+                let last = batch.len() < COMPACT_BATCH_RECORDS;
+                record += batch.len();
+                if batch_tx.send(batch).is_err() || last {
+                    return Ok(()); // the builder stopped, or the file ended
+                }
+            }
+        });
+        let mut builder = crate::data::HistoryBuilder::new();
+        let mut record = 0usize;
+        let mut built = Ok(());
+        'batches: for batch in batch_rx.iter() {
+            for op in &batch {
+                record += 1;
+                if let Err(what) = builder.push_compact(op) {
+                    built = Err(LoadError::line(path, record, what));
+                    break 'batches;
+                }
+            }
+        }
+        // Dropping the receiver stops a decoder blocked on a full channel.
+        drop(batch_rx);
+        let decoded = decoding.join().expect("the decoder thread does not panic");
+        // A record that failed validation comes before any later decode error.
+        built?;
+        decoded.map_err(|(record, e)| compact_error(path, record, e))?;
+        Ok(builder.finish())
+    })
+}
+
+/// Records per batch handed from the compact history's decoder thread.
+const COMPACT_BATCH_RECORDS: usize = 1 << 16;
+/// Batches decoded but not yet built, at most (bounds memory: ~2.5 MB each).
+const COMPACT_BATCHES_IN_FLIGHT: usize = 4;
+
+/// A compact file's decode error: I/O as I/O, the rest naming the record
+/// (0: the header).
+fn compact_error(path: &Path, record: usize, e: DecodeError) -> LoadError {
+    match e {
+        DecodeError::Io(source) => LoadError::Io { path: path.to_path_buf(), source },
+        DecodeError::Bad(what) => LoadError::line(path, record, what),
+    }
+}
+
+/// Streams one recovered file (`.jsonl`, or compact `.bin`) into a
+/// [`Recovered`] view.
 pub fn load_recovered(path: &Path, history: &History) -> Result<Recovered, LoadError> {
     let mut builder = RecoveredBuilder::new(history);
+    if path.extension().is_some_and(|e| e == "bin") {
+        let file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        let mut decoder = RecoveredDecoder::new(file).map_err(|e| compact_error(path, 0, e))?;
+        let mut record = 0usize;
+        while let Some((seq, id)) = decoder.next_msg().map_err(|e| compact_error(path, record + 1, e))? {
+            record += 1;
+            builder.push_compact(seq, id).map_err(|what| LoadError::line(path, record, what))?;
+        }
+        return Ok(builder.finish());
+    }
     for_each_raw_line(path, |raw, _| {
+        // jetsam's own line shape first (hand-written), any other line
+        // through serde_json exactly as before.
+        if let Some((seq, id)) = jetsam_core::fastline::recovered(raw.as_bytes()) {
+            return builder.push(seq, id);
+        }
         let m: RecoveredMsgRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
         builder.push(m.seq, &m.id)
     })?;
@@ -146,6 +248,14 @@ fn read_to_string(path: &Path) -> Result<String, LoadError> {
     std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
 }
 
+fn both_forms(dir: &Path, node: &str) -> LoadRunError {
+    LoadRunError::BothForms {
+        dir: dir.to_path_buf(),
+        a: format!("{RECOVERED_DIR}/{node}.jsonl"),
+        b: format!("{RECOVERED_DIR}/{node}{COMPACT_SUFFIX}"),
+    }
+}
+
 /// Node names with a `recovered/<node>.jsonl`, a `.unreadable` and an `.offline`.
 fn list_recovered(dir: &Path) -> Result<Listed, LoadRunError> {
     let recovered = dir.join(RECOVERED_DIR);
@@ -156,11 +266,18 @@ fn list_recovered(dir: &Path) -> Result<Listed, LoadRunError> {
     let list = |source| LoadRunError::List { path: recovered.clone(), source };
     for entry in std::fs::read_dir(&recovered).map_err(list)? {
         let name = entry.map_err(list)?.file_name().to_string_lossy().into_owned();
-        if name == CLUSTER_FILE {
+        if name == CLUSTER_FILE || name == CLUSTER_COMPACT_FILE {
             continue;
         }
         if let Some(node) = name.strip_suffix(".jsonl") {
+            if listed.compact.contains(node) {
+                return Err(both_forms(dir, node));
+            }
             listed.jsonl.insert(node.to_string());
+        } else if let Some(node) = name.strip_suffix(COMPACT_SUFFIX) {
+            if !listed.compact.insert(node.to_string()) || !listed.jsonl.insert(node.to_string()) {
+                return Err(both_forms(dir, node));
+            }
         } else if let Some(node) = name.strip_suffix(UNREADABLE_SUFFIX) {
             listed.unreadable.insert(node.to_string());
         } else if let Some(node) = name.strip_suffix(OFFLINE_SUFFIX) {
@@ -257,10 +374,19 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     check_replicas(dir, &listed, &judged)?;
 
     let history_path = dir.join(HISTORY_FILE);
-    if !history_path.is_file() {
-        return Err(LoadRunError::NoHistory { dir: dir.to_path_buf() });
-    }
-    let history = load_history(&history_path)?;
+    let compact_path = dir.join(HISTORY_COMPACT_FILE);
+    let history = match (history_path.is_file(), compact_path.is_file()) {
+        (true, false) => load_history(&history_path)?,
+        (false, true) => load_history_compact(&compact_path)?,
+        (true, true) => {
+            return Err(LoadRunError::BothForms {
+                dir: dir.to_path_buf(),
+                a: HISTORY_FILE.into(),
+                b: HISTORY_COMPACT_FILE.into(),
+            });
+        }
+        (false, false) => return Err(LoadRunError::NoHistory { dir: dir.to_path_buf() }),
+    };
     let events_path = dir.join(EVENTS_FILE);
     let events = if events_path.exists() { load_events(&events_path)? } else { Vec::new() };
 
@@ -268,7 +394,9 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     let mut nodes = BTreeMap::new();
     let mut to_read: Vec<(String, PathBuf)> = Vec::new();
     for node in config.nodes.iter().filter(|n| judged.judges(n)) {
-        if listed.jsonl.contains(node) {
+        if listed.compact.contains(node) {
+            to_read.push((node.clone(), recovered.join(format!("{node}{COMPACT_SUFFIX}"))));
+        } else if listed.jsonl.contains(node) {
             to_read.push((node.clone(), recovered.join(format!("{node}.jsonl"))));
         } else if listed.unreadable.contains(node) {
             let path = recovered.join(format!("{node}{UNREADABLE_SUFFIX}"));
@@ -279,8 +407,12 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
         }
     }
     let cluster_path = recovered.join(CLUSTER_FILE);
-    if cluster_path.exists() {
-        to_read.push((CLUSTER_FILE.to_string(), cluster_path));
+    let cluster_compact = recovered.join(CLUSTER_COMPACT_FILE);
+    match (cluster_path.exists(), cluster_compact.exists()) {
+        (true, true) => return Err(both_forms(dir, "cluster")),
+        (true, false) => to_read.push((CLUSTER_FILE.to_string(), cluster_path)),
+        (false, true) => to_read.push((CLUSTER_FILE.to_string(), cluster_compact)),
+        (false, false) => {}
     }
     let mut views = read_parallel(&to_read, &history)?;
     let cluster = views.remove(CLUSTER_FILE);
@@ -298,10 +430,16 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     Ok((RunInput { history, events, nodes, cluster, judged }, config))
 }
 
-/// Loads recovered files on up to one thread per core; the first error (in
-/// file order) wins.
+/// Recovered files read at once, at most (each holds a read buffer and its
+/// view under construction; views are kept in memory anyway).
+const MAX_READ_THREADS: usize = 8;
+
+/// Loads recovered files in parallel; the first error (in file order) wins.
 fn read_parallel(files: &[(String, PathBuf)], history: &History) -> Result<BTreeMap<String, Recovered>, LoadError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
+    // One thread per file (at most MAX_READ_THREADS): with three views on two
+    // cores, two threads would leave one core idle while the third file is
+    // read alone.
+    let threads = files.len().clamp(1, MAX_READ_THREADS);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Recovered, LoadError>>>> =
         Mutex::new((0..files.len()).map(|_| None).collect());
@@ -331,7 +469,7 @@ mod tests {
     fn outcome(
         r: Result<History, LoadError>,
     ) -> Result<(usize, Vec<crate::data::Ack>, Vec<crate::data::Outcome>), String> {
-        r.map(|h| (h.len(), h.acks().to_vec(), (0..h.len() as u32).map(|op| h.outcome(op)).collect()))
+        r.map(|h| (h.len(), h.acks().collect::<Vec<_>>(), (0..h.len() as u32).map(|op| h.outcome(op)).collect()))
             .map_err(|e| e.to_string())
     }
 

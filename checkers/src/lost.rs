@@ -71,5 +71,5 @@ pub fn lost(history: &History, kept: &Bitset) -> Lost {
 
 /// Acknowledged writes one view lacks.
 pub fn lost_on(history: &History, view: &Recovered) -> u64 {
-    history.acks().iter().filter(|a| !view.holds(a.op)).count() as u64
+    history.acked().count_and_not(view.present())
 }

@@ -5,9 +5,11 @@
 //! no I/O beyond parsing text handed to it and has no async code, so every
 //! other crate can depend on it and `jetsam check` can re-read any saved run.
 
+pub mod compact;
 pub mod duration;
 pub mod event;
 pub mod exit;
+pub mod fastline;
 pub mod history;
 pub mod jsonl;
 pub mod proto;

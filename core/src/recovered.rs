@@ -50,15 +50,24 @@ impl RecoveredValidator {
     /// [`RecoveredValidator::check`] for a line parsed without copying
     /// ([`RecoveredMsgRef`]). Same rules.
     pub fn check_parts(&mut self, seq: u64, id: &str) -> Result<(), String> {
+        self.check_seq(seq)?;
+        if id.is_empty() {
+            return Err("empty id".into());
+        }
+        Ok(())
+    }
+}
+
+impl RecoveredValidator {
+    /// The sequence rule alone, for a message whose id is known not to be
+    /// empty (a compact record's `"<client>-<counter>"`).
+    pub fn check_seq(&mut self, seq: u64) -> Result<(), String> {
         if let Some(last) = self.last_seq
             && seq <= last
         {
             return Err(format!("out of order: seq {} is not above the previous line's {} (stream order)", seq, last));
         }
         self.last_seq = Some(seq);
-        if id.is_empty() {
-            return Err("empty id".into());
-        }
         Ok(())
     }
 }
