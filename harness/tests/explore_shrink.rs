@@ -1,6 +1,6 @@
 //! `jetsam explore` and `jetsam shrink` end to end on the reference node
 //! with its ack-before-fsync bug (issue 14): exploring a palette (no
-//! hand-set times) of kills, pauses and power losses of one or all nodes
+//! hand-set times) of kills, pauses and power losses of all nodes
 //! finds a failing run (a coordinated power loss loses the acknowledged,
 //! unsynced tail everywhere; the shipped `scenarios/explore/` palette of
 //! every fault kind finds subtler, more timing-dependent failures, measured
@@ -8,7 +8,9 @@
 //! replay command last; shrinking that run writes a scenario with no more
 //! injections than the run had, fixed times and `expect = "fail"`, which
 //! fails again when replayed. Bounded: at most 12 explore runs, a 60 s
-//! shrink budget with two replays per candidate.
+//! shrink budget with three replays per candidate. (Single-node faults
+//! made the found run fail on some replays only: the shrink then refused
+//! to start, a flaky test; measured in docs/explore.md instead.)
 //!
 //! Needs the workspace binaries built first (`scripts/test.sh` does
 //! `cargo build --workspace --bins`).
@@ -43,7 +45,7 @@ fn explore_finds_the_ack_before_fsync_bug_and_shrink_cuts_it_down() {
         &palette,
         "name = \"explore-test\"\nnodes = 3\nduration = \"6s\"\n[target]\nbug = \"ack-before-fsync\"\n\
          [stream]\nreplicas = 3\nsync = \"always\"\n[explore]\nfaults = [1, 3]\n\
-         kinds = [\"kill\", \"pause\", \"power-loss\"]\ntargets = [\"one\", \"all\"]\nheal_after = [\"500ms\", \"1500ms\"]\n",
+         kinds = [\"kill\", \"pause\", \"power-loss\"]\ntargets = [\"all\"]\nheal_after = [\"500ms\", \"1500ms\"]\n",
     )
     .unwrap();
     let o = jetsam(&[
@@ -72,7 +74,10 @@ fn explore_finds_the_ack_before_fsync_bug_and_shrink_cuts_it_down() {
     assert!(drawn.faults.iter().all(|f| f.every.is_none() && f.at.len() == 1), "fixed times: {drawn:?}");
 
     let shrunk = d.path().join("shrunk.toml");
-    let o = jetsam(&["shrink", &run_dir, "--repeat", "2", "--budget", "60s", "--out", shrunk.to_str().unwrap()]);
+    // Three replays per candidate: the found run itself must fail again before
+    // shrinking starts, and one coordinated power loss in a few passes
+    // (whether the unsynced tail is lost depends on the next election).
+    let o = jetsam(&["shrink", &run_dir, "--repeat", "3", "--budget", "60s", "--out", shrunk.to_str().unwrap()]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
     assert!(text.lines().last().unwrap().starts_with("replay: jetsam run "), "{text}");
