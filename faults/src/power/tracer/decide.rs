@@ -315,19 +315,7 @@ impl Tracer {
 
     /// A regular file under the data dir named by a path argument.
     pub(super) fn resolve_path(&self, tid: i32, dirfd: i32, addr: u64, follow: bool) -> Option<Target> {
-        let raw = read_cstring(tid, addr)?;
-        let raw = PathBuf::from(OsString::from_vec(raw));
-        let full = if raw.is_absolute() {
-            raw
-        } else {
-            let base = if dirfd == libc::AT_FDCWD {
-                fs::read_link(format!("/proc/{tid}/cwd")).ok()?
-            } else {
-                fs::read_link(format!("/proc/{tid}/fd/{dirfd}")).ok()?
-            };
-            base.join(raw)
-        };
-        let full = normalize(&full);
+        let full = full_path(tid, dirfd, addr)?;
         if !full.starts_with(&self.data_dir) {
             return None;
         }

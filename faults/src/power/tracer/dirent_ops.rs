@@ -29,18 +29,7 @@ impl Tracer {
 
     /// A name under the data dir (which may not exist yet), as (full, relative).
     pub(super) fn resolve_name(&self, tid: i32, dirfd: i32, addr: u64) -> Option<(PathBuf, String)> {
-        let raw = PathBuf::from(OsString::from_vec(read_cstring(tid, addr)?));
-        let full = if raw.is_absolute() {
-            raw
-        } else {
-            let base = if dirfd == libc::AT_FDCWD {
-                fs::read_link(format!("/proc/{tid}/cwd")).ok()?
-            } else {
-                fs::read_link(format!("/proc/{tid}/fd/{dirfd}")).ok()?
-            };
-            base.join(raw)
-        };
-        let full = normalize(&full);
+        let full = full_path(tid, dirfd, addr)?;
         let rel = full.strip_prefix(&self.data_dir).ok()?.to_string_lossy().into_owned();
         (!rel.is_empty()).then_some((full, rel))
     }

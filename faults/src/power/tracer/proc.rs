@@ -70,3 +70,20 @@ pub(super) fn normalize(p: &Path) -> PathBuf {
     }
     out
 }
+
+/// The absolute, normalized path a syscall's path argument names (relative
+/// ones against the thread's cwd or `dirfd`), or `None` when unreadable.
+pub(super) fn full_path(tid: i32, dirfd: i32, addr: u64) -> Option<PathBuf> {
+    let raw = PathBuf::from(OsString::from_vec(read_cstring(tid, addr)?));
+    let full = if raw.is_absolute() {
+        raw
+    } else {
+        let base = if dirfd == libc::AT_FDCWD {
+            fs::read_link(format!("/proc/{tid}/cwd")).ok()?
+        } else {
+            fs::read_link(format!("/proc/{tid}/fd/{dirfd}")).ok()?
+        };
+        base.join(raw)
+    };
+    Some(normalize(&full))
+}
