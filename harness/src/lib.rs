@@ -14,6 +14,7 @@ pub mod junit;
 pub mod matrix;
 pub mod merge;
 pub mod nemesis;
+pub mod phases;
 pub mod ports;
 pub mod progress;
 pub mod readback;
