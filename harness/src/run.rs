@@ -364,6 +364,9 @@ fn run_inner(options: &RunOptions, outcome: &mut RunOutcome) -> Result<(), RunEr
     {
         replay.push_str(&format!(" --nats-version {version}"));
     }
+    if options.overrides.audit {
+        replay.push_str(" --audit");
+    }
     // The page people look at; a failure to draw it leaves the verdict standing.
     let html = crate::report_page::write(&run_dir).map_err(|e| eprintln!("warning: {e}")).ok();
     if options.out.is_none()

@@ -51,7 +51,7 @@ struct Args {
     /// "always" (fsync before a record counts, group commit) or an interval such as 2m, 10s, 1s.
     #[arg(long, default_value = "2m")]
     sync: SyncPolicy,
-    /// Switch on a deliberate bug (repeatable): ack-before-write, ack-before-fsync, trust-corrupt-log.
+    /// Switch on a deliberate bug (repeatable): ack-before-write, ack-before-fsync, trust-corrupt-log, skip-dir-fsync.
     #[arg(long = "bug", value_name = "NAME")]
     bugs: Vec<String>,
     /// Leader heartbeat interval in milliseconds.
