@@ -25,6 +25,7 @@
 //! targets that do not name it in the history (then only the majority rule
 //! applies).
 
+use jetsam_core::audit_log::AuditLine;
 use jetsam_core::report::{Audit, AuditNode};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -53,24 +54,19 @@ impl NodeRecord {
             let n = files.len() as u32;
             *files.entry(name.to_string()).or_insert(n)
         };
-        for line in text.lines() {
-            let mut p = line.split(' ');
-            match (p.next(), p.next(), p.next(), p.next()) {
-                (Some("w"), Some(t), Some(f), None) => {
-                    let Ok(t) = t.parse() else { continue };
-                    r.writes.push((t, id(f)));
-                    r.last_ns = r.last_ns.max(t);
+        for line in text.lines().filter_map(AuditLine::parse) {
+            match line {
+                AuditLine::Write { t_ns, file } => {
+                    r.writes.push((t_ns, id(file)));
+                    r.last_ns = r.last_ns.max(t_ns);
                 }
-                (Some("s"), Some(a), Some(b), Some(f)) => {
-                    let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) else { continue };
-                    if f == "*" {
-                        r.syncs_all.push((a, b));
-                    } else {
-                        r.syncs.entry(id(f)).or_default().push((a, b));
+                AuditLine::Sync { start_ns, end_ns, file } => {
+                    match file {
+                        None => r.syncs_all.push((start_ns, end_ns)),
+                        Some(f) => r.syncs.entry(id(f)).or_default().push((start_ns, end_ns)),
                     }
-                    r.last_ns = r.last_ns.max(b);
+                    r.last_ns = r.last_ns.max(end_ns);
                 }
-                _ => {}
             }
         }
         r.writes.sort_unstable();
@@ -157,7 +153,10 @@ pub fn audit(writes: &[AckedWrite], records: &BTreeMap<String, NodeRecord>, repl
     for w in writes {
         let (i, t) = (w.invoked_ns, w.acked_ns);
         a.acks_checked += 1;
-        let mut durable: Vec<u64> = records.values().filter_map(|r| r.durable_at(i, t)).collect();
+        // Once per node: the majority rule and the acking node's own stats both need it.
+        let per_node: BTreeMap<&str, Option<u64>> =
+            records.iter().map(|(name, r)| (name.as_str(), r.durable_at(i, t))).collect();
+        let mut durable: Vec<u64> = per_node.values().filter_map(|d| *d).collect();
         durable.sort_unstable();
         let safe = durable.iter().filter(|&&d| d <= t).count();
         if safe < need {
@@ -172,10 +171,10 @@ pub fn audit(writes: &[AckedWrite], records: &BTreeMap<String, NodeRecord>, repl
             a.exposure_ns_max = a.exposure_ns_max.max(exposure);
         }
         if let Some(node) = &w.node
-            && let (Some(record), Some(stats)) = (records.get(node), a.nodes.get_mut(node))
+            && let (Some(own), Some(stats)) = (per_node.get(node.as_str()), a.nodes.get_mut(node))
         {
             stats.acks += 1;
-            match record.durable_at(i, t) {
+            match *own {
                 Some(d) if d <= t => {}
                 other => {
                     stats.acks_at_risk += 1;

@@ -5,6 +5,7 @@
 //! no I/O beyond parsing text handed to it and has no async code, so every
 //! other crate can depend on it and `jetsam check` can re-read any saved run.
 
+pub mod audit_log;
 pub mod compact;
 pub mod duration;
 pub mod event;

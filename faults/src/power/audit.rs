@@ -11,6 +11,7 @@
 //! writes since its last sync: those were never synced either.
 
 use super::PowerError;
+use jetsam_core::audit_log::AuditLine;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -46,16 +47,15 @@ impl AuditLog {
     }
 
     pub fn write(&mut self, t_ns: u64, dev: u64, ino: u64) {
-        let _ = writeln!(self.out, "w {t_ns} {dev}-{ino}");
+        let file = format!("{dev}-{ino}");
+        let _ = writeln!(self.out, "{}", AuditLine::Write { t_ns, file: &file });
         self.count();
     }
 
     /// A successful sync of one file (`Some((dev, ino))`) or of all (`None`).
     pub fn sync(&mut self, start_ns: u64, end_ns: u64, file: Option<(u64, u64)>) {
-        let _ = match file {
-            Some((dev, ino)) => writeln!(self.out, "s {start_ns} {end_ns} {dev}-{ino}"),
-            None => writeln!(self.out, "s {start_ns} {end_ns} *"),
-        };
+        let file = file.map(|(dev, ino)| format!("{dev}-{ino}"));
+        let _ = writeln!(self.out, "{}", AuditLine::Sync { start_ns, end_ns, file: file.as_deref() });
         self.flush();
     }
 
@@ -74,28 +74,6 @@ impl AuditLog {
     }
 }
 
-/// One line of an audit log, on whatever clock it was written with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditLine {
-    Write { t_ns: u64, file: String },
-    Sync { start_ns: u64, end_ns: u64, file: Option<String> },
-}
-
-/// Parses one line; `None` for a torn or foreign line.
-pub fn parse_line(line: &str) -> Option<AuditLine> {
-    let mut p = line.split(' ');
-    match p.next()? {
-        "w" => Some(AuditLine::Write { t_ns: p.next()?.parse().ok()?, file: p.next()?.to_string() }),
-        "s" => {
-            let start_ns = p.next()?.parse().ok()?;
-            let end_ns = p.next()?.parse().ok()?;
-            let file = p.next()?;
-            Some(AuditLine::Sync { start_ns, end_ns, file: (file != "*").then(|| file.to_string()) })
-        }
-        _ => None,
-    }
-}
-
 /// Copies `S/audit.log` to `out` with every time moved onto the run's clock
 /// (`minus_ns` subtracted; earlier times become 0). Returns the lines copied.
 pub fn export(state_dir: &Path, out: &Path, minus_ns: u64) -> Result<u64, PowerError> {
@@ -107,18 +85,8 @@ pub fn export(state_dir: &Path, out: &Path, minus_ns: u64) -> Result<u64, PowerE
     };
     let mut body = String::with_capacity(text.len());
     let mut n = 0;
-    for line in text.lines() {
-        let shifted = match parse_line(line) {
-            Some(AuditLine::Write { t_ns, file }) => format!("w {} {file}\n", t_ns.saturating_sub(minus_ns)),
-            Some(AuditLine::Sync { start_ns, end_ns, file }) => format!(
-                "s {} {} {}\n",
-                start_ns.saturating_sub(minus_ns),
-                end_ns.saturating_sub(minus_ns),
-                file.as_deref().unwrap_or("*")
-            ),
-            None => continue,
-        };
-        body.push_str(&shifted);
+    for line in text.lines().filter_map(AuditLine::parse) {
+        body.push_str(&format!("{}\n", line.shifted(minus_ns)));
         n += 1;
     }
     fs::write(out, body).map_err(|e| PowerError::io("write", out, e))?;
@@ -142,8 +110,6 @@ mod tests {
         assert_eq!(export(dir.path(), &out, 900).unwrap(), 3);
         let text = std::fs::read_to_string(&out).unwrap();
         assert_eq!(text, "w 100 1-2\ns 600 1100 1-2\ns 1600 2100 *\n");
-        assert_eq!(parse_line("s 1 2 *"), Some(AuditLine::Sync { start_ns: 1, end_ns: 2, file: None }));
-        assert_eq!(parse_line("w 5"), None, "torn");
         let off = tempfile::tempdir().unwrap();
         assert!(AuditLog::open(off.path()).unwrap().is_none(), "off unless enabled");
     }
