@@ -270,12 +270,7 @@ fn revert(data_dir: &Path, state_dir: &Path, r: &Record, report: &mut DirentRepo
 /// Drops the journal and the kept files (after [`undo`], or when the page
 /// model alone applies: the durable view needs neither).
 pub fn clear(state_dir: &Path) -> Result<(), PowerError> {
-    let journal = state_dir.join(JOURNAL_FILE);
-    match fs::remove_file(&journal) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(PowerError::io("remove", &journal, e)),
-    }
+    super::remove_if_there(&state_dir.join(JOURNAL_FILE))?;
     let dir = state_dir.join(VICTIMS_DIR);
     match fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),

@@ -195,20 +195,28 @@ pub fn live_tracees(state_dir: &Path) -> Vec<u32> {
 /// this state dir. Takes effect at the node's next trapped data-file syscall;
 /// works whether or not a tracer is running (it persists in the state dir).
 pub fn set_io_error(state_dir: &Path, mode: Option<IoErrorMode>) -> Result<(), PowerError> {
-    let path = state_dir.join(IO_ERROR_FILE);
     match mode {
-        Some(mode) => {
-            fs::create_dir_all(state_dir).map_err(|e| PowerError::io("create the state dir", state_dir, e))?;
-            // Written whole then renamed so the tracer never reads half a mode.
-            let tmp = state_dir.join(format!("{IO_ERROR_FILE}.tmp"));
-            fs::write(&tmp, mode.as_str()).map_err(|e| PowerError::io("write", &tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| PowerError::io("rename into place", &path, e))
-        }
-        None => match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(PowerError::io("remove", &path, e)),
-        },
+        Some(mode) => write_whole(state_dir, IO_ERROR_FILE, mode.as_str()),
+        None => remove_if_there(&state_dir.join(IO_ERROR_FILE)),
+    }
+}
+
+/// Writes `S/<name>` whole: a temp file renamed into place, so a reader
+/// (the tracer, or the controller) never sees half of it.
+pub(crate) fn write_whole(state_dir: &Path, name: &str, text: &str) -> Result<(), PowerError> {
+    fs::create_dir_all(state_dir).map_err(|e| PowerError::io("create the state dir", state_dir, e))?;
+    let tmp = state_dir.join(format!("{name}.tmp"));
+    let path = state_dir.join(name);
+    fs::write(&tmp, text).map_err(|e| PowerError::io("write", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| PowerError::io("rename into place", &path, e))
+}
+
+/// Removes a state file; one that is not there is fine.
+pub(crate) fn remove_if_there(path: &Path) -> Result<(), PowerError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(PowerError::io("remove", path, e)),
     }
 }
 

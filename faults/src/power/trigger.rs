@@ -13,9 +13,8 @@
 //! Files are written whole and renamed into place, so neither side reads
 //! half a line. The count restarts with each tracer (each start of the node).
 
-use super::PowerError;
+use super::{PowerError, remove_if_there, write_whole};
 use std::fs;
-use std::io;
 use std::path::Path;
 use std::time::Duration;
 
@@ -48,22 +47,6 @@ pub struct FsyncFired {
     pub len: u64,
     /// The file the k-th fsync synced, relative to the data dir.
     pub file: String,
-}
-
-fn write_whole(state_dir: &Path, name: &str, text: &str) -> Result<(), PowerError> {
-    fs::create_dir_all(state_dir).map_err(|e| PowerError::io("create the state dir", state_dir, e))?;
-    let tmp = state_dir.join(format!("{name}.tmp"));
-    let path = state_dir.join(name);
-    fs::write(&tmp, text).map_err(|e| PowerError::io("write", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| PowerError::io("rename into place", &path, e))
-}
-
-fn remove_if_there(path: &Path) -> Result<(), PowerError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(PowerError::io("remove", path, e)),
-    }
 }
 
 /// Arms the trigger (clearing any earlier firing and release).
