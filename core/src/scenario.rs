@@ -181,6 +181,22 @@ pub struct Fault {
     pub options: toml::Table,
 }
 
+impl Fault {
+    /// The event this line fires on, when it has a valid `on` (validation
+    /// rejects an invalid one before anything runs).
+    pub fn trigger(&self) -> Option<crate::trigger::Trigger> {
+        self.on.as_deref()?.parse().ok()
+    }
+
+    /// The node whose tracer an `fsync:NODE:K` line arms.
+    pub fn fsync_watched(&self) -> Option<String> {
+        match self.trigger()? {
+            crate::trigger::Trigger::Fsync { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+}
+
 fn default_targets() -> Targets {
     Targets::Named("one".to_string())
 }

@@ -86,7 +86,7 @@ impl ClusterOptions {
     pub fn for_scenario(scenario: &Scenario) -> ClusterOptions {
         let has = |kinds: &[&str]| scenario.faults.iter().any(|f| kinds.contains(&f.kind.as_str()));
         // An fsync trigger is counted by the tracer, whatever the fault it fires.
-        let fsync_trigger = scenario.faults.iter().any(|f| f.on.as_deref().is_some_and(|on| on.starts_with("fsync:")));
+        let fsync_trigger = scenario.faults.iter().any(|f| f.fsync_watched().is_some());
         let audit = scenario.check.audit;
         ClusterOptions {
             traced: has(&["power-loss", "io-error"]) || fsync_trigger || audit,

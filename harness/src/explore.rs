@@ -286,13 +286,8 @@ pub fn draw_triggers(palette: &Palette, base: &Scenario, faults: &mut [Fault], s
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let names = base.node_names();
-    let mut fsync_free: Vec<String> = names
-        .iter()
-        .filter(|n| {
-            !base.faults.iter().any(|f| f.on.as_deref().is_some_and(|on| on.starts_with(&format!("fsync:{n}:"))))
-        })
-        .cloned()
-        .collect();
+    let mut fsync_free: Vec<String> =
+        names.iter().filter(|n| !base.faults.iter().any(|f| f.fsync_watched().as_ref() == Some(*n))).cloned().collect();
     for f in faults.iter_mut() {
         if rng.gen_range(0..100) >= palette.trigger_percent {
             continue;

@@ -367,8 +367,7 @@ fn without_last_node(s: &Scenario) -> Scenario {
     c.nodes -= 1;
     c.stream.replicas = c.stream.replicas.min(c.nodes);
     c.faults.retain_mut(|f| {
-        let watched = f.on.as_deref().and_then(|on| on.parse::<jetsam_core::trigger::Trigger>().ok());
-        if watched.as_ref().and_then(|t| t.node()) == Some(gone.as_str()) {
+        if f.trigger().as_ref().and_then(|t| t.node()) == Some(gone.as_str()) {
             return false;
         }
         match &mut f.targets {

@@ -145,6 +145,11 @@ fn each_invalid_scenario_names_its_line_and_fix_and_exits_2() {
         ("on and every", ("every = \"2s\"", "every = \"2s\"\non = \"acks:5\""), &[":16:", "both on and every"]),
         ("zero acks", ("every = \"2s\"", "on = \"acks:0\""), &[":16:", "at least 1"]),
         ("event on an unknown node", ("every = \"2s\"", "on = \"fsync:n9:40\""), &[":16:", "unknown node \"n9\""]),
+        (
+            "two fsync triggers on one node",
+            ("every = \"2s\"", "on = \"fsync:n2:4\"\n[[faults]]\nkind = \"pause\"\non = \"fsync:n2:9\""),
+            &[":19:", "a second fsync trigger on n2"],
+        ),
         ("delay without on", ("every = \"2s\"", "every = \"2s\"\ndelay = \"1s\""), &[":17:", "delay without on"]),
         (
             "delay past the end",

@@ -533,8 +533,7 @@ fn validate_trigger(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), 
     }
     if let Trigger::Fsync { node, .. } = &trigger {
         // One armed count per node's tracer.
-        let earlier = s.faults[..i].iter().filter_map(|g| g.on.as_deref()?.parse::<Trigger>().ok());
-        if earlier.into_iter().any(|t| matches!(&t, Trigger::Fsync { node: other, .. } if other == node)) {
+        if s.faults[..i].iter().any(|g| g.fsync_watched().as_ref() == Some(node)) {
             return Err(ctx.invalid(
                 line("on"),
                 format!("{which}: a second fsync trigger on {node}"),
@@ -557,7 +556,7 @@ fn validate_trigger(ctx: &Ctx, s: &Scenario, i: usize, f: &Fault) -> Result<(), 
 /// Events the target cannot see are refused before anything starts.
 pub(super) fn validate_triggers_seen(ctx: &Ctx, s: &Scenario, target: &dyn Target) -> Result<(), ScenarioError> {
     for (i, f) in s.faults.iter().enumerate() {
-        let Some(Ok(trigger)) = f.on.as_deref().map(str::parse::<Trigger>) else { continue };
+        let Some(trigger) = f.trigger() else { continue };
         if matches!(trigger, Trigger::Behind { .. }) && !target.sees_behind() {
             return Err(ctx.invalid(
                 ctx.line("faults", Some(i), "on"),
