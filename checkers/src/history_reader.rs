@@ -99,6 +99,21 @@ pub fn read_history(
     block_bytes: usize,
     json_error: fn(serde_json::Error) -> String,
 ) -> Result<History, LoadError> {
+    let mut builder = HistoryBuilder::new();
+    read_history_into(path, threads, block_bytes, json_error, |op| builder.push(op))?;
+    Ok(builder.finish())
+}
+
+/// [`read_history`] into any consumer of lines in file order: `push` gets
+/// each parsed line and answers the "what is wrong" of a line error (the
+/// streaming checker, [`crate::stream`], indexes instead of building).
+pub fn read_history_into(
+    path: &Path,
+    threads: usize,
+    block_bytes: usize,
+    json_error: fn(serde_json::Error) -> String,
+    push: impl FnMut(&OpRef<'_>) -> Result<(), String>,
+) -> Result<(), LoadError> {
     assert!(threads >= 1 && block_bytes >= 1);
     let io = |source| LoadError::Io { path: path.to_path_buf(), source };
     let mut file = std::fs::File::open(path).map_err(io)?;
@@ -132,15 +147,15 @@ pub fn read_history(
         }
         drop(done_tx);
         drop(work_rx);
-        let built = build_in_order(path, &done_rx, &token_tx);
+        let built = build_in_order(path, &done_rx, &token_tx, push);
         // Stop the reader and the workers early when the build failed: drop
         // the receiving ends so their sends fail.
         drop(done_rx);
         drop(token_tx);
         let read = reader.join().expect("the reader thread does not panic");
-        let history = built?;
+        built?;
         read.map_err(io)?;
-        Ok(history)
+        Ok(())
     })
 }
 
@@ -188,13 +203,13 @@ fn read_blocks(
     }
 }
 
-/// Feeds parsed blocks to the builder in file order.
+/// Feeds parsed blocks to `push` in file order.
 fn build_in_order(
     path: &Path,
     done: &Receiver<(usize, ParsedBlock)>,
     tokens: &SyncSender<()>,
-) -> Result<History, LoadError> {
-    let mut builder = HistoryBuilder::new();
+    mut push: impl FnMut(&OpRef<'_>) -> Result<(), String>,
+) -> Result<(), LoadError> {
     let mut waiting: BTreeMap<usize, ParsedBlock> = BTreeMap::new();
     let mut next = 0usize;
     let mut line_base = 0usize;
@@ -216,7 +231,7 @@ fn build_in_order(
                     node: p.has_node.then_some(Cow::Borrowed("")),
                     error: p.has_error.then_some(Cow::Borrowed("")),
                 };
-                builder.push(&op).map_err(|what| LoadError::line(path, line_base + i + 1, what))?;
+                push(&op).map_err(|what| LoadError::line(path, line_base + i + 1, what))?;
             }
             if let Some((i, what)) = block.error {
                 return Err(LoadError::line(path, line_base + i + 1, what));
@@ -229,5 +244,5 @@ fn build_in_order(
         }
     }
     assert!(waiting.is_empty(), "every block before the last was consumed");
-    Ok(builder.finish())
+    Ok(())
 }

@@ -109,9 +109,7 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     }
 
     let kept = lost::union(h, readable.iter().map(|(_, v)| *v));
-    // With a known placement the non-replicas are not in `input.nodes` at all.
-    let skip_empty = !matches!(input.judged, placement::Judged::Replicas(_))
-        && config.replicas.is_some_and(|r| (r as usize) < config.nodes.len());
+    let skip_empty = skip_empty(&input.judged, config);
     // The integrity pass (every ack against every view) runs beside the
     // others: at 100M writes each takes seconds, and there are two cores.
     let (integrity, (lost, lost_cluster_view, divergence, loss_windows)) = std::thread::scope(|s| {
@@ -126,7 +124,75 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
     });
 
     let nodes = node_reports(input, &integrity);
+    let findings = Findings {
+        attempted: h.len() as u64,
+        acked: h.acks().len() as u64,
+        failed: h.count(data::Outcome::Fail),
+        indeterminate: h.count(data::Outcome::Info) + h.count(data::Outcome::Open),
+        lost,
+        lost_cluster_view,
+        integrity,
+        divergence,
+        loss_windows,
+        nodes,
+    };
+    let standing = input.nodes.iter().map(|(name, n)| (name.clone(), Standing::of(n))).collect();
+    assemble(findings, &standing, &input.judged, config)
+}
 
+/// Whether nodes holding nothing are left out of the divergence check:
+/// without a known placement, when the stream has fewer replicas than the
+/// run has nodes (with a known placement the non-replicas are not judged
+/// at all).
+pub(crate) fn skip_empty(judged: &placement::Judged, config: &CheckConfig) -> bool {
+    !matches!(judged, placement::Judged::Replicas(_))
+        && config.replicas.is_some_and(|r| (r as usize) < config.nodes.len())
+}
+
+/// How a judged node was read, whichever engine read it.
+#[derive(Debug, Clone)]
+pub(crate) enum Standing {
+    Readable,
+    /// Read offline, with its note.
+    Offline(String),
+    /// Not read, with the reason.
+    Unreadable(String),
+}
+
+impl Standing {
+    fn of(n: &NodeInput) -> Standing {
+        match n {
+            NodeInput::Readable(_) => Standing::Readable,
+            NodeInput::ReadOffline { note, .. } => Standing::Offline(note.clone()),
+            NodeInput::Unreadable { reason } => Standing::Unreadable(reason.clone()),
+        }
+    }
+}
+
+/// What the checks found, before the verdict: the same whichever engine
+/// (in memory, or [`stream`]) computed it.
+#[derive(Debug, Clone)]
+pub(crate) struct Findings {
+    pub attempted: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub indeterminate: u64,
+    pub lost: lost::Lost,
+    pub lost_cluster_view: Option<u64>,
+    pub integrity: integrity::Integrity,
+    pub divergence: Vec<jetsam_core::report::Divergence>,
+    pub loss_windows: Vec<jetsam_core::report::LossWindow>,
+    pub nodes: BTreeMap<String, NodeReport>,
+}
+
+/// The report from the findings: counts, then the verdict and its reasons.
+pub(crate) fn assemble(
+    f: Findings,
+    standing: &BTreeMap<String, Standing>,
+    judged: &placement::Judged,
+    config: &CheckConfig,
+) -> Report {
+    let integrity = f.integrity;
     let mut report = Report {
         format_version: jetsam_core::FORMAT_VERSION,
         verdict: jetsam_core::report::Verdict::Unknown,
@@ -134,35 +200,36 @@ pub fn check(input: &RunInput, config: &CheckConfig) -> Report {
         mode: config.mode,
         window_bound_ns: (config.mode == Mode::Async)
             .then(|| u64::try_from(config.window_bound.as_nanos()).unwrap_or(u64::MAX)),
-        attempted: h.len() as u64,
-        acked: h.acks().len() as u64,
-        failed: h.count(data::Outcome::Fail),
-        indeterminate: h.count(data::Outcome::Info) + h.count(data::Outcome::Open),
-        lost: lost.count,
-        lost_cluster_view,
-        lost_classes: lost.classes,
-        lost_sample: lost.sample,
+        attempted: f.attempted,
+        acked: f.acked,
+        failed: f.failed,
+        indeterminate: f.indeterminate,
+        lost: f.lost.count,
+        lost_cluster_view: f.lost_cluster_view,
+        lost_classes: f.lost.classes,
+        lost_sample: f.lost.sample,
         unexpected: integrity.unexpected,
         resurrected: integrity.resurrected,
         duplicated: integrity.duplicated,
         seq_mismatch: integrity.seq_mismatch,
         seq_mismatch_lost: integrity.seq_mismatch_lost,
         recovered_indeterminate: integrity.recovered_indeterminate,
-        divergent: !divergence.is_empty(),
-        divergence,
-        loss_windows,
-        replicas: input.judged.replicas(),
-        nodes,
+        divergent: !f.divergence.is_empty(),
+        divergence: f.divergence,
+        loss_windows: f.loss_windows,
+        replicas: judged.replicas(),
+        nodes: f.nodes,
         latency: None,
         audit: None,
     };
     assert_eq!(report.attempted, report.acked + report.failed + report.indeterminate);
-    let (verdict, mut reasons) = match &input.judged {
-        placement::Judged::Unknown(why) => placement::weigh_unknown(&report, readable.len() == input.nodes.len(), why),
+    let readable = standing.values().filter(|s| !matches!(s, Standing::Unreadable(_))).count();
+    let (verdict, mut reasons) = match judged {
+        placement::Judged::Unknown(why) => placement::weigh_unknown(&report, readable == standing.len(), why),
         // The majority rule counts the judged nodes: the replicas when known.
-        _ => verdict::decide(&report, readable.len(), input.nodes.len()),
+        _ => verdict::decide(&report, readable, standing.len()),
     };
-    reasons.extend(notes(input, config, skip_empty));
+    reasons.extend(notes(standing, judged, config));
     report.verdict = verdict;
     report.reasons = reasons;
     report
@@ -175,30 +242,29 @@ fn node_reports(input: &RunInput, integrity: &integrity::Integrity) -> BTreeMap<
 
 /// The notes the verdict rests on, after its reasons: unreadable nodes,
 /// replicas left out of the divergence check, the async bound in force.
-fn notes(input: &RunInput, config: &CheckConfig, skip_empty: bool) -> Vec<String> {
+fn notes(standing: &BTreeMap<String, Standing>, judged: &placement::Judged, config: &CheckConfig) -> Vec<String> {
     let mut notes = Vec::new();
-    let unreadable: Vec<String> = input
-        .nodes
+    let unreadable: Vec<String> = standing
         .iter()
-        .filter_map(|(name, n)| match n {
-            NodeInput::Unreadable { reason } => Some(format!("{name} ({reason})")),
-            NodeInput::Readable(_) | NodeInput::ReadOffline { .. } => None,
+        .filter_map(|(name, s)| match s {
+            Standing::Unreadable(reason) => Some(format!("{name} ({reason})")),
+            Standing::Readable | Standing::Offline(_) => None,
         })
         .collect();
     if !unreadable.is_empty() {
         notes.push(format!("unreadable node(s): {}", unreadable.join(", ")));
     }
-    if input.nodes.values().any(|n| matches!(n, NodeInput::ReadOffline { .. })) {
-        notes.push(offline_reason(input));
+    if standing.values().any(|s| matches!(s, Standing::Offline(_))) {
+        notes.push(offline_reason(standing));
     }
-    if skip_empty {
+    if skip_empty(judged, config) {
         notes.push(format!(
             "stream has {} replica(s) on {} node(s): nodes holding nothing are left out of the divergence check",
             config.replicas.unwrap_or(0),
             config.nodes.len()
         ));
     }
-    notes.extend(input.judged.note(config.nodes.len()));
+    notes.extend(judged.note(config.nodes.len()));
     if config.mode == Mode::Async {
         notes.push(format!("async loss-window bound: {}", config.window_bound_source));
     }
@@ -240,12 +306,11 @@ fn node_report(h: &History, integrity: &integrity::Integrity, name: &str, n: &No
 }
 
 /// The note on nodes read offline: what they count for and why not more.
-fn offline_reason(input: &RunInput) -> String {
-    let listed: Vec<String> = input
-        .nodes
+fn offline_reason(standing: &BTreeMap<String, Standing>) -> String {
+    let listed: Vec<String> = standing
         .iter()
-        .filter_map(|(name, n)| match n {
-            NodeInput::ReadOffline { note, .. } => Some(format!("{name} ({note})")),
+        .filter_map(|(name, s)| match s {
+            Standing::Offline(note) => Some(format!("{name} ({note})")),
             _ => None,
         })
         .collect();

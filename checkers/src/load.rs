@@ -146,6 +146,18 @@ fn load_history_sequential(path: &Path) -> Result<History, LoadError> {
 /// Reads `history.bin` (format version 2) into a [`History`]: the same
 /// validation as `history.jsonl`, record by record.
 pub fn load_history_compact(path: &Path) -> Result<History, LoadError> {
+    let mut builder = crate::data::HistoryBuilder::new();
+    for_each_compact_op(path, |op| builder.push_compact(op))?;
+    Ok(builder.finish())
+}
+
+/// Decodes `history.bin` and hands each record, in file order, to `push`,
+/// which answers the "what is wrong" of a record error (the builder of
+/// [`load_history_compact`], or the streaming checker's index).
+pub fn for_each_compact_op(
+    path: &Path,
+    mut push: impl FnMut(&CompactOp) -> Result<(), String>,
+) -> Result<(), LoadError> {
     let file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
     let mut decoder = HistoryDecoder::new(file).map_err(|e| compact_error(path, 0, e))?;
     // Decoding runs on its own thread, a batch at a time, while this one
@@ -172,17 +184,16 @@ pub fn load_history_compact(path: &Path) -> Result<History, LoadError> {
                 let last = batch.len() < COMPACT_BATCH_RECORDS;
                 record += batch.len();
                 if batch_tx.send(batch).is_err() || last {
-                    return Ok(()); // the builder stopped, or the file ended
+                    return Ok(()); // the consumer stopped, or the file ended
                 }
             }
         });
-        let mut builder = crate::data::HistoryBuilder::new();
         let mut record = 0usize;
         let mut built = Ok(());
         'batches: for batch in batch_rx.iter() {
             for op in &batch {
                 record += 1;
-                if let Err(what) = builder.push_compact(op) {
+                if let Err(what) = push(op) {
                     built = Err(LoadError::line(path, record, what));
                     break 'batches;
                 }
@@ -193,8 +204,7 @@ pub fn load_history_compact(path: &Path) -> Result<History, LoadError> {
         let decoded = decoding.join().expect("the decoder thread does not panic");
         // A record that failed validation comes before any later decode error.
         built?;
-        decoded.map_err(|(record, e)| compact_error(path, record, e))?;
-        Ok(builder.finish())
+        decoded.map_err(|(record, e)| compact_error(path, record, e))
     })
 }
 
@@ -352,9 +362,56 @@ fn load_placement(dir: &Path, nodes: &[String]) -> Result<Judged, LoadRunError> 
     Ok(Judged::from_placement(placement))
 }
 
-/// Reads a whole run folder. `overrides` (the command line) win over the
-/// scenario.
-pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckConfig), LoadRunError> {
+/// Where a judged node's read-back is, or why there is none.
+#[derive(Debug, Clone)]
+pub enum NodePlan {
+    /// `recovered/<node>.jsonl` or `.bin`; `offline` is the first line of
+    /// `recovered/<node>.offline` when the node was read from its files.
+    Read {
+        path: PathBuf,
+        offline: Option<String>,
+    },
+    Unreadable {
+        reason: String,
+    },
+}
+
+/// A run folder's files, listed and cross-checked but not yet read: what
+/// both the in-memory check ([`load_run`]) and the streaming one
+/// ([`crate::stream`]) start from.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// `history.jsonl` or `history.bin` (by its extension).
+    pub history: PathBuf,
+    pub events: Option<PathBuf>,
+    /// Every judged node by name.
+    pub nodes: BTreeMap<String, NodePlan>,
+    /// `recovered/cluster.jsonl` or `.bin`.
+    pub cluster: Option<PathBuf>,
+    pub judged: Judged,
+}
+
+impl RunPlan {
+    /// Reads the history in its form.
+    pub fn load_history(&self) -> Result<History, LoadError> {
+        if self.history.extension().is_some_and(|e| e == "bin") {
+            load_history_compact(&self.history)
+        } else {
+            load_history(&self.history)
+        }
+    }
+
+    /// Reads `events.jsonl`, or none when the folder has no such file.
+    pub fn load_events(&self) -> Result<Vec<Event>, LoadError> {
+        self.events.as_deref().map_or_else(|| Ok(Vec::new()), load_events)
+    }
+}
+
+/// Lists a run folder and checks that its files make sense together (see
+/// the module doc); reads only the scenario, the placement and the notes of
+/// `.unreadable` and `.offline` files. `overrides` (the command line) win
+/// over the scenario.
+pub fn plan_run(dir: &Path, overrides: &Overrides) -> Result<(RunPlan, CheckConfig), LoadRunError> {
     if !dir.is_dir() {
         return Err(LoadRunError::NotAFolder { dir: dir.to_path_buf() });
     }
@@ -376,8 +433,8 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     let history_path = dir.join(HISTORY_FILE);
     let compact_path = dir.join(HISTORY_COMPACT_FILE);
     let history = match (history_path.is_file(), compact_path.is_file()) {
-        (true, false) => load_history(&history_path)?,
-        (false, true) => load_history_compact(&compact_path)?,
+        (true, false) => history_path,
+        (false, true) => compact_path,
         (true, true) => {
             return Err(LoadRunError::BothForms {
                 dir: dir.to_path_buf(),
@@ -388,46 +445,70 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
         (false, false) => return Err(LoadRunError::NoHistory { dir: dir.to_path_buf() }),
     };
     let events_path = dir.join(EVENTS_FILE);
-    let events = if events_path.exists() { load_events(&events_path)? } else { Vec::new() };
+    let events = events_path.exists().then_some(events_path);
 
     let recovered = dir.join(RECOVERED_DIR);
     let mut nodes = BTreeMap::new();
-    let mut to_read: Vec<(String, PathBuf)> = Vec::new();
     for node in config.nodes.iter().filter(|n| judged.judges(n)) {
-        if listed.compact.contains(node) {
-            to_read.push((node.clone(), recovered.join(format!("{node}{COMPACT_SUFFIX}"))));
-        } else if listed.jsonl.contains(node) {
-            to_read.push((node.clone(), recovered.join(format!("{node}.jsonl"))));
+        let plan = if listed.jsonl.contains(node) {
+            let suffix = if listed.compact.contains(node) { COMPACT_SUFFIX } else { ".jsonl" };
+            let offline = if listed.offline.contains(node) {
+                let path = recovered.join(format!("{node}{OFFLINE_SUFFIX}"));
+                Some(first_line(&path, "no note given (empty .offline file)")?)
+            } else {
+                None
+            };
+            NodePlan::Read { path: recovered.join(format!("{node}{suffix}")), offline }
         } else if listed.unreadable.contains(node) {
             let path = recovered.join(format!("{node}{UNREADABLE_SUFFIX}"));
-            let reason = first_line(&path, "no reason given (empty .unreadable file)")?;
-            nodes.insert(node.clone(), NodeInput::Unreadable { reason });
+            NodePlan::Unreadable { reason: first_line(&path, "no reason given (empty .unreadable file)")? }
         } else {
-            nodes.insert(node.clone(), NodeInput::Unreadable { reason: "no read-back file".to_string() });
-        }
+            NodePlan::Unreadable { reason: "no read-back file".to_string() }
+        };
+        nodes.insert(node.clone(), plan);
     }
     let cluster_path = recovered.join(CLUSTER_FILE);
     let cluster_compact = recovered.join(CLUSTER_COMPACT_FILE);
-    match (cluster_path.exists(), cluster_compact.exists()) {
+    let cluster = match (cluster_path.exists(), cluster_compact.exists()) {
         (true, true) => return Err(both_forms(dir, "cluster")),
-        (true, false) => to_read.push((CLUSTER_FILE.to_string(), cluster_path)),
-        (false, true) => to_read.push((CLUSTER_FILE.to_string(), cluster_compact)),
-        (false, false) => {}
+        (true, false) => Some(cluster_path),
+        (false, true) => Some(cluster_compact),
+        (false, false) => None,
+    };
+    let judged_count = config.nodes.iter().filter(|n| judged.judges(n)).count();
+    assert_eq!(nodes.len(), judged_count, "every judged node is readable or unreadable");
+    Ok((RunPlan { history, events, nodes, cluster, judged }, config))
+}
+
+/// Reads a whole run folder into memory ([`plan_run`], then every file).
+/// `overrides` (the command line) win over the scenario.
+pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckConfig), LoadRunError> {
+    let (plan, config) = plan_run(dir, overrides)?;
+    let history = plan.load_history()?;
+    let events = plan.load_events()?;
+    let mut to_read: Vec<(String, PathBuf)> = Vec::new();
+    let mut nodes = BTreeMap::new();
+    for (node, p) in &plan.nodes {
+        match p {
+            NodePlan::Read { path, .. } => to_read.push((node.clone(), path.clone())),
+            NodePlan::Unreadable { reason } => {
+                nodes.insert(node.clone(), NodeInput::Unreadable { reason: reason.clone() });
+            }
+        }
+    }
+    if let Some(path) = &plan.cluster {
+        to_read.push((CLUSTER_FILE.to_string(), path.clone()));
     }
     let mut views = read_parallel(&to_read, &history)?;
     let cluster = views.remove(CLUSTER_FILE);
     for (node, view) in views {
-        let input = if listed.offline.contains(&node) {
-            let path = recovered.join(format!("{node}{OFFLINE_SUFFIX}"));
-            NodeInput::ReadOffline { view, note: first_line(&path, "no note given (empty .offline file)")? }
-        } else {
-            NodeInput::Readable(view)
+        let input = match &plan.nodes[&node] {
+            NodePlan::Read { offline: Some(note), .. } => NodeInput::ReadOffline { view, note: note.clone() },
+            _ => NodeInput::Readable(view),
         };
         nodes.insert(node, input);
     }
-    let judged_count = config.nodes.iter().filter(|n| judged.judges(n)).count();
-    assert_eq!(nodes.len(), judged_count, "every judged node is readable or unreadable");
-    Ok((RunInput { history, events, nodes, cluster, judged }, config))
+    Ok((RunInput { history, events, nodes, cluster, judged: plan.judged }, config))
 }
 
 /// Recovered files read at once, at most (each holds a read buffer and its
