@@ -51,7 +51,11 @@ impl Outcome {
 
     const ALL: [Outcome; 4] = [Outcome::Ok, Outcome::Fail, Outcome::Info, Outcome::Open];
 
-    fn bits(self) -> u32 {
+    pub(crate) fn from_bits(bits: u32) -> Outcome {
+        Outcome::ALL[bits as usize]
+    }
+
+    pub(crate) fn bits(self) -> u32 {
         match self {
             Outcome::Ok => 0,
             Outcome::Fail => 1,

@@ -20,6 +20,7 @@ pub mod integrity;
 pub mod load;
 pub mod lost;
 pub mod placement;
+pub mod stream;
 pub mod summary;
 pub mod verdict;
 pub mod windows;

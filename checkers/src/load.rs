@@ -116,7 +116,7 @@ struct Listed {
 
 /// serde_json ends its messages with "at line 1 column N", which inside a
 /// JSON-lines file means the column of the line already named.
-fn json_error(e: serde_json::Error) -> String {
+pub(crate) fn json_error(e: serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
         Some(i) => format!("{} (column {})", &text[..i], e.column()),

@@ -48,7 +48,7 @@ pub fn loss_windows(history: &History, kept: &Bitset, events: &[Event]) -> Vec<L
     windows
 }
 
-fn tie(start_ns: u64, events: &[Event]) -> Option<EventRef> {
+pub(crate) fn tie(start_ns: u64, events: &[Event]) -> Option<EventRef> {
     let faults = jetsam_core::event::faults(events);
     // A fault's time is its first injection's; one whose later lines fall
     // after the start still overlaps the window, so it is found by its last.

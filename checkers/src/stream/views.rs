@@ -1,0 +1,206 @@
+//! Reading a view (a node's read-back or the cluster view) for the
+//! streaming checker: each message validated as the in-memory loader does
+//! ([`RecoveredValidator`], the same messages and line numbers) and its id
+//! resolved to an op's place, or kept as a stranger.
+//!
+//! Pass 2 reads every view twice: [`count_view`] counts how often each op
+//! is held (the views in parallel), then [`ViewStream`] hands the messages
+//! in sequence order to the merge pass. Strangers (ids never invoked) are
+//! kept as text with their sequences: they are the one thing here whose
+//! memory grows with the view (with its damage, not with the run).
+
+use super::bits::Bits2;
+use super::index::OpIndex;
+use crate::load::json_error;
+use jetsam_core::compact::{CompactId, DecodeError, RecoveredDecoder};
+use jetsam_core::jsonl::{LoadError, for_each_raw_line};
+use jetsam_core::recovered::{RecoveredMsgRef, RecoveredValidator};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+/// What a view holds at one sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// An invoked op, by place.
+    Op(u32),
+    /// Anything never invoked, as stored.
+    Stranger(String),
+}
+
+impl Held {
+    pub fn text(&self, index: &OpIndex) -> String {
+        match self {
+            Held::Op(g) => index.id(*g).to_string(),
+            Held::Stranger(s) => s.clone(),
+        }
+    }
+}
+
+fn resolve(index: &OpIndex, text: &str) -> Held {
+    index.find_str(text).map_or_else(|| Held::Stranger(text.to_string()), Held::Op)
+}
+
+/// Reads one view file (`.jsonl` or compact `.bin`) in file order; `f`
+/// gets each message and may stop the reading with an error of its own.
+pub fn read_view(
+    path: &Path,
+    index: &OpIndex,
+    mut f: impl FnMut(u64, Held) -> Result<(), String>,
+) -> Result<(), LoadError> {
+    let mut validator = RecoveredValidator::default();
+    if path.extension().is_some_and(|e| e == "bin") {
+        let io = |record: usize, e: DecodeError| match e {
+            DecodeError::Io(source) => LoadError::Io { path: path.to_path_buf(), source },
+            DecodeError::Bad(what) => LoadError::line(path, record, what),
+        };
+        let file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+        let mut decoder = RecoveredDecoder::new(file).map_err(|e| io(0, e))?;
+        let mut record = 0usize;
+        while let Some((seq, id)) = decoder.next_msg().map_err(|e| io(record + 1, e))? {
+            record += 1;
+            let held = match id {
+                CompactId::Op(op) => validator
+                    .check_seq(seq)
+                    .map(|()| index.find(op).map_or_else(|| Held::Stranger(op.to_string()), Held::Op)),
+                CompactId::Text(text) => validator.check_parts(seq, text).map(|()| resolve(index, text)),
+            };
+            held.and_then(|held| f(seq, held)).map_err(|what| LoadError::line(path, record, what))?;
+        }
+        return Ok(());
+    }
+    for_each_raw_line(path, |raw, _| {
+        let (seq, id) = match jetsam_core::fastline::recovered(raw.as_bytes()) {
+            Some((seq, id)) => (seq, std::borrow::Cow::Borrowed(id)),
+            None => {
+                let m: RecoveredMsgRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
+                (m.seq, m.id)
+            }
+        };
+        validator.check_parts(seq, &id)?;
+        f(seq, resolve(index, &id))
+    })
+}
+
+/// What pass 2a learns of one view.
+#[derive(Debug, Clone)]
+pub struct ViewCounts {
+    /// Per place: how often the view holds the op (0, 1, 2 for "two or more").
+    pub held: Bits2,
+    /// Messages in the view.
+    pub len: u64,
+    /// Messages holding a stranger.
+    pub stranger_entries: u64,
+    /// Each stranger's text and the sequences holding it.
+    pub strangers: BTreeMap<String, Vec<u64>>,
+    /// Ops held at two or more sequences.
+    pub dup_ops: u64,
+}
+
+impl ViewCounts {
+    pub fn holds(&self, g: u32) -> bool {
+        self.held.get(g as usize) != 0
+    }
+
+    /// Strangers held at two or more sequences.
+    pub fn dup_strangers(&self) -> u64 {
+        self.strangers.values().filter(|seqs| seqs.len() > 1).count() as u64
+    }
+}
+
+/// Pass 2a for one view.
+pub fn count_view(path: &Path, index: &OpIndex) -> Result<ViewCounts, LoadError> {
+    let mut c = ViewCounts {
+        held: Bits2::with_len(index.len()),
+        len: 0,
+        stranger_entries: 0,
+        strangers: BTreeMap::new(),
+        dup_ops: 0,
+    };
+    read_view(path, index, |seq, held| {
+        c.len += 1;
+        match held {
+            Held::Op(g) => {
+                // Counted once, on its second sighting ("two or more" stays 2).
+                if c.held.get(g as usize) == 1 {
+                    c.dup_ops += 1;
+                }
+                c.held.bump(g as usize);
+                Ok(())
+            }
+            Held::Stranger(s) => {
+                c.stranger_entries += 1;
+                c.strangers.entry(s).or_default().push(seq);
+                Ok(())
+            }
+        }
+    })?;
+    Ok(c)
+}
+
+/// Messages handed from a view's reader thread at once.
+const BATCH_MESSAGES: usize = 1 << 14;
+/// Batches read ahead per view, at most.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A view's messages in sequence order, read on a thread of its own.
+pub struct ViewStream {
+    rx: Receiver<Vec<(u64, Held)>>,
+    batch: std::vec::IntoIter<(u64, Held)>,
+    head: Option<(u64, Held)>,
+    pub taken: u64,
+}
+
+impl ViewStream {
+    /// Starts reading `path` on a thread of `scope`; the thread's result says
+    /// whether the file read back without error.
+    pub fn spawn<'scope, 'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        path: PathBuf,
+        index: &'env OpIndex,
+    ) -> (ViewStream, std::thread::ScopedJoinHandle<'scope, Result<(), LoadError>>) {
+        let (tx, rx) = sync_channel::<Vec<(u64, Held)>>(BATCHES_IN_FLIGHT);
+        let reader = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH_MESSAGES);
+            let read = read_view(&path, index, |seq, held| {
+                batch.push((seq, held));
+                if batch.len() == BATCH_MESSAGES {
+                    // The merge stopped (it failed): stop reading too.
+                    tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MESSAGES)))
+                        .map_err(|_| "the merge stopped".to_string())?;
+                }
+                Ok(())
+            });
+            if read.is_ok() && !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            read
+        });
+        let mut stream = ViewStream { rx, batch: Vec::new().into_iter(), head: None, taken: 0 };
+        stream.advance();
+        (stream, reader)
+    }
+
+    fn advance(&mut self) {
+        self.head = self.batch.next().or_else(|| {
+            self.batch = self.rx.recv().ok()?.into_iter();
+            self.batch.next()
+        });
+    }
+
+    /// The next message's sequence, if any is left.
+    pub fn peek_seq(&self) -> Option<u64> {
+        self.head.as_ref().map(|(seq, _)| *seq)
+    }
+
+    /// Takes the next message if it is at `seq`.
+    pub fn take_at(&mut self, seq: u64) -> Option<Held> {
+        if self.peek_seq() != Some(seq) {
+            return None;
+        }
+        let (_, held) = self.head.take().expect("peeked");
+        self.taken += 1;
+        self.advance();
+        Some(held)
+    }
+}
