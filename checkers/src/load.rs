@@ -484,6 +484,11 @@ pub fn plan_run(dir: &Path, overrides: &Overrides) -> Result<(RunPlan, CheckConf
 /// `overrides` (the command line) win over the scenario.
 pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckConfig), LoadRunError> {
     let (plan, config) = plan_run(dir, overrides)?;
+    Ok((read_plan(&plan)?, config))
+}
+
+/// Reads every file of a listed run folder into memory.
+pub fn read_plan(plan: &RunPlan) -> Result<RunInput, LoadRunError> {
     let history = plan.load_history()?;
     let events = plan.load_events()?;
     let mut to_read: Vec<(String, PathBuf)> = Vec::new();
@@ -508,7 +513,7 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
         };
         nodes.insert(node, input);
     }
-    Ok((RunInput { history, events, nodes, cluster, judged: plan.judged }, config))
+    Ok(RunInput { history, events, nodes, cluster, judged: plan.judged.clone() })
 }
 
 /// Recovered files read at once, at most (each holds a read buffer and its

@@ -302,6 +302,19 @@ impl<R: Read> Bytes<R> {
                 return Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7);
             }
         }
+        // Up to 9 bytes (63 bits) with no end check per byte: counters and
+        // times past 2^14 take 3 to 5.
+        if self.end - self.pos >= 10 {
+            let mut v = 0u64;
+            for i in 0..9 {
+                let b = self.buf[self.pos + i];
+                v |= u64::from(b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    self.pos += i + 1;
+                    return Ok(v);
+                }
+            }
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;

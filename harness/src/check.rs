@@ -5,7 +5,8 @@
 //! 3 unknown / 2 bad input / 4 when report.json cannot be written.
 //! It runs no process and opens no socket.
 
-use jetsam_checkers::{Overrides, load_run, render_summary};
+use jetsam_checkers::engine::{Engine, check_folder};
+use jetsam_checkers::{Overrides, render_summary};
 use jetsam_core::exit;
 use jetsam_core::report::{Latency, Mode, Report};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,17 @@ pub struct CheckArgs {
     /// the recovered/*.jsonl files present).
     #[arg(long, value_delimiter = ',')]
     pub nodes: Option<Vec<String>>,
+    /// How to hold the run while checking: `memory` (the whole history and
+    /// every view in compact structures, ~15 bytes per write), `stream`
+    /// (about one byte per write, the rest spilled to TMPDIR), or `auto`
+    /// (stream when the history holds more than about 2 million writes).
+    /// Both engines give the same report.
+    #[arg(long, default_value = "auto", value_parser = parse_engine)]
+    pub engine: Engine,
+}
+
+fn parse_engine(s: &str) -> Result<Engine, String> {
+    s.parse()
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -92,15 +104,13 @@ pub fn write_report(run_dir: &Path, report: &Report) -> Result<(), WriteReportEr
 
 pub fn execute(args: CheckArgs) -> i32 {
     let overrides = Overrides { mode: args.mode, window_bound: args.window_bound, nodes: args.nodes };
-    let (input, config) = match load_run(&args.run_dir, &overrides) {
-        Ok(loaded) => loaded,
+    let (mut report, config) = match check_folder(&args.run_dir, &overrides, args.engine) {
+        Ok(checked) => checked,
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::BAD_INPUT;
+            return e.exit_code();
         }
     };
-    let mut report = jetsam_checkers::check(&input, &config);
-    drop(input);
     let replicas = config.replicas.unwrap_or(config.nodes.len() as u32);
     if let Err(e) = jetsam_checkers::audit::apply(&args.run_dir, &mut report, replicas) {
         eprintln!("error: {e}");

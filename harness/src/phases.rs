@@ -66,9 +66,13 @@ pub(crate) async fn phases(
     }
 
     progress.phase("check", "checking");
-    let (input, config) = jetsam_checkers::load_run(run_dir, &jetsam_checkers::Overrides::default())
-        .map_err(|e| RunError::Check(e.to_string()))?;
-    let mut report = jetsam_checkers::check(&input, &config);
+    // `auto`: a soak's history is checked by streaming, in bounded memory.
+    let (mut report, config) = jetsam_checkers::engine::check_folder(
+        run_dir,
+        &jetsam_checkers::Overrides::default(),
+        jetsam_checkers::engine::Engine::Auto,
+    )
+    .map_err(|e| RunError::Check(e.to_string()))?;
     report.latency = workload.latency();
     let replicas = config.replicas.unwrap_or(config.nodes.len() as u32);
     jetsam_checkers::audit::apply(run_dir, &mut report, replicas).map_err(RunError::Check)?;

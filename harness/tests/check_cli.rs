@@ -292,3 +292,33 @@ fn edge_folders_are_judged_not_guessed() {
     assert_eq!(check(dir.path(), &[]).status.code(), Some(1));
     assert_eq!(report(dir.path())["loss_windows"][0]["event"], serde_json::Value::Null);
 }
+
+#[test]
+fn both_engines_write_the_same_report_and_a_bad_engine_or_tmpdir_is_named() {
+    for case in ["divergent", "seq-mismatch", "offline-mixed", "cluster-view-lost"] {
+        let dir = scratch(case);
+        let memory = check(dir.path(), &["--engine", "memory"]);
+        let want = report(dir.path());
+        let stream = check(dir.path(), &["--engine", "stream"]);
+        assert_eq!(stream.status.code(), memory.status.code(), "{case}: {}", stderr(&stream));
+        assert_eq!(stdout(&stream), stdout(&memory), "{case}");
+        assert_eq!(report(dir.path()), want, "{case}");
+    }
+    let dir = scratch("pass-strong");
+    let out = check(dir.path(), &["--engine", "fast"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown engine \"fast\": auto, memory or stream"), "{}", stderr(&out));
+    // The streaming engine's temporary folder cannot be made: the machine's
+    // problem (exit 4), named.
+    let out = Command::new(env!("CARGO_BIN_EXE_jetsam"))
+        .args(["check", dir.path().to_str().unwrap(), "--engine", "stream"])
+        .env("TMPDIR", "/nonexistent-jetsam-tmp")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent-jetsam-tmp") && stderr(&out).contains("set TMPDIR"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -34,14 +34,22 @@ pub(crate) struct Inputs<'a> {
 /// Views counted at once, at most (each holds 2 bits per op).
 const MAX_COUNT_THREADS: usize = 8;
 
-pub(crate) fn check(inp: &Inputs<'_>, mut spilled: Spilled) -> Result<Report, StreamError> {
+pub(crate) fn check(inp: &Inputs<'_>, mut spilled: Spilled, laps: &super::Laps) -> Result<Report, StreamError> {
     let counts = count_views(inp.views, inp.index)?;
+    laps.lap("2a, views counted");
     let kept = kept(inp, &counts);
     let pairs = pairs(inp, &counts);
     let dups = DupSample::choose(inp, &counts);
     let merged = run_merge(inp, &counts, &kept, &pairs, &dups, &mut spilled)?;
-    let (lost_count, lost_sample, loss_windows) = ack_pass(inp, &kept, &spilled.acks)?;
-    let scan = Scan::run(inp, &counts, &kept, &pairs);
+    laps.lap("2b, views merged with the acks by sequence");
+    // The acks in ack order (a file) and the scan of every op (memory) side by side.
+    let (acks, scan) = std::thread::scope(|s| {
+        let acks = s.spawn(|| ack_pass(inp, &kept, &spilled.acks));
+        let scan = Scan::run(inp, &counts, &kept, &pairs);
+        (acks.join().expect("the ack pass does not panic"), scan)
+    });
+    let (lost_count, lost_sample, loss_windows) = acks?;
+    laps.lap("3, acks in ack order and ops scanned");
     assert_eq!(scan.lost(), lost_count, "the scan and the ack pass agree on the losses");
     let ordered = if scan.resurrected > 0 || scan.only.iter().any(|(a, b)| *a > 0 || *b > 0) {
         invoke_pass(inp, &counts, &pairs, &spilled.invokes)?

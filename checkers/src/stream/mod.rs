@@ -94,10 +94,35 @@ pub fn check_plan(plan: &RunPlan, config: &CheckConfig, options: &StreamOptions)
         .prefix("jetsam-check-")
         .tempdir_in(&parent)
         .map_err(|source| SpillError { path: parent, source })?;
+    let laps = Laps::start();
     let (index, spilled) = index_history(&plan.history, tmp.path(), options.run_acks)?;
+    laps.lap("1, history indexed");
     let events = plan.load_events()?;
     let views = view_list(plan);
-    finish::check(&finish::Inputs { plan, config, index: &index, views: &views, events: &events }, spilled)
+    let report =
+        finish::check(&finish::Inputs { plan, config, index: &index, views: &views, events: &events }, spilled, &laps)?;
+    laps.lap("done");
+    Ok(report)
+}
+
+/// With `JETSAM_STREAM_TIMES` set, each pass prints to stderr when it ends
+/// (seconds since the check began): how the figures of docs/formats.md
+/// were split by pass.
+pub(crate) struct Laps {
+    start: std::time::Instant,
+    on: bool,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps { start: std::time::Instant::now(), on: std::env::var_os("JETSAM_STREAM_TIMES").is_some() }
+    }
+
+    pub(crate) fn lap(&self, what: &str) {
+        if self.on {
+            eprintln!("stream pass {what}: {:.2} s", self.start.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// Pass 1 over the history in its form.

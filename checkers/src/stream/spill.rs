@@ -229,7 +229,12 @@ impl AckSorter {
         if self.runs.is_empty() {
             self.buffer.sort_unstable();
             let acks = std::mem::take(&mut self.buffer);
-            return Ok(SortedAcks { memory: acks.into_iter(), runs: Vec::new(), heap: BinaryHeap::new() });
+            return Ok(SortedAcks {
+                memory: acks.into_iter(),
+                runs: Vec::new(),
+                heap: BinaryHeap::new(),
+                current: None,
+            });
         }
         if !self.buffer.is_empty() {
             self.spill()?;
@@ -249,7 +254,7 @@ impl AckSorter {
             }
             runs.push(run);
         }
-        Ok(SortedAcks { memory: Vec::new().into_iter(), runs, heap })
+        Ok(SortedAcks { memory: Vec::new().into_iter(), runs, heap, current: None })
     }
 }
 
@@ -315,7 +320,9 @@ impl Run {
 pub struct SortedAcks {
     memory: std::vec::IntoIter<SeqAck>,
     runs: Vec<Run>,
+    /// The other runs' heads; the run being read is outside, in `current`.
     heap: BinaryHeap<std::cmp::Reverse<(SeqAck, usize)>>,
+    current: Option<(SeqAck, usize)>,
 }
 
 impl SortedAcks {
@@ -323,10 +330,21 @@ impl SortedAcks {
         if self.runs.is_empty() {
             return Ok(self.memory.next());
         }
-        let Some(std::cmp::Reverse((a, i))) = self.heap.pop() else { return Ok(None) };
-        if let Some(b) = self.runs[i].next()? {
-            self.heap.push(std::cmp::Reverse((b, i)));
-        }
+        // Runs of nearly sorted input barely overlap: the run being read
+        // stays outside the heap while its head is the smallest, so the
+        // heap is touched only when the reading moves to another run.
+        let (a, i) = match self.current.take() {
+            Some(c) if self.heap.peek().is_none_or(|std::cmp::Reverse(top)| c <= *top) => c,
+            Some(c) => {
+                self.heap.push(std::cmp::Reverse(c));
+                self.heap.pop().expect("just pushed").0
+            }
+            None => match self.heap.pop() {
+                Some(std::cmp::Reverse(top)) => top,
+                None => return Ok(None),
+            },
+        };
+        self.current = self.runs[i].next()?.map(|b| (b, i));
         Ok(Some(a))
     }
 }
