@@ -15,6 +15,7 @@ pub mod audit;
 pub mod config;
 pub mod data;
 pub mod divergence;
+pub mod forms;
 pub mod history_reader;
 pub mod integrity;
 pub mod load;

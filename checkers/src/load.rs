@@ -26,9 +26,7 @@ use crate::{NodeInput, RunInput};
 use jetsam_core::compact::{CompactOp, DecodeError, HistoryDecoder, RecoveredDecoder};
 use jetsam_core::event::{Event, EventValidator};
 use jetsam_core::jsonl::{LoadError, for_each_raw_line};
-use jetsam_core::recovered::{
-    CLUSTER_FILE, OFFLINE_SUFFIX, Placement, REPLICAS_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX,
-};
+use jetsam_core::recovered::{CLUSTER_FILE, OFFLINE_SUFFIX, Placement, REPLICAS_FILE, UNREADABLE_SUFFIX};
 use jetsam_core::scenario::{Scenario, ScenarioError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -116,7 +114,7 @@ struct Listed {
 
 /// serde_json ends its messages with "at line 1 column N", which inside a
 /// JSON-lines file means the column of the line already named.
-fn json_error(e: serde_json::Error) -> String {
+pub(crate) fn json_error(e: serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
         Some(i) => format!("{} (column {})", &text[..i], e.column()),
@@ -205,7 +203,7 @@ const COMPACT_BATCHES_IN_FLIGHT: usize = 4;
 
 /// A compact file's decode error: I/O as I/O, the rest naming the record
 /// (0: the header).
-fn compact_error(path: &Path, record: usize, e: DecodeError) -> LoadError {
+pub(crate) fn compact_error(path: &Path, record: usize, e: DecodeError) -> LoadError {
     match e {
         DecodeError::Io(source) => LoadError::Io { path: path.to_path_buf(), source },
         DecodeError::Bad(what) => LoadError::line(path, record, what),
@@ -216,7 +214,7 @@ fn compact_error(path: &Path, record: usize, e: DecodeError) -> LoadError {
 /// [`Recovered`] view.
 pub fn load_recovered(path: &Path, history: &History) -> Result<Recovered, LoadError> {
     let mut builder = RecoveredBuilder::new(history);
-    if path.extension().is_some_and(|e| e == "bin") {
+    if crate::forms::is_compact(path) {
         let file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
         let mut decoder = RecoveredDecoder::new(file).map_err(|e| compact_error(path, 0, e))?;
         let mut record = 0usize;
@@ -227,13 +225,8 @@ pub fn load_recovered(path: &Path, history: &History) -> Result<Recovered, LoadE
         return Ok(builder.finish());
     }
     for_each_raw_line(path, |raw, _| {
-        // jetsam's own line shape first (hand-written), any other line
-        // through serde_json exactly as before.
-        if let Some((seq, id)) = jetsam_core::fastline::recovered(raw.as_bytes()) {
-            return builder.push(seq, id);
-        }
-        let m: RecoveredMsgRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
-        builder.push(m.seq, &m.id)
+        let (seq, id) = crate::forms::recovered_line(raw)?;
+        builder.push(seq, &id)
     })?;
     Ok(builder.finish())
 }
@@ -373,19 +366,11 @@ pub fn load_run(dir: &Path, overrides: &Overrides) -> Result<(RunInput, CheckCon
     let judged = load_placement(dir, &config.nodes)?;
     check_replicas(dir, &listed, &judged)?;
 
-    let history_path = dir.join(HISTORY_FILE);
-    let compact_path = dir.join(HISTORY_COMPACT_FILE);
-    let history = match (history_path.is_file(), compact_path.is_file()) {
-        (true, false) => load_history(&history_path)?,
-        (false, true) => load_history_compact(&compact_path)?,
-        (true, true) => {
-            return Err(LoadRunError::BothForms {
-                dir: dir.to_path_buf(),
-                a: HISTORY_FILE.into(),
-                b: HISTORY_COMPACT_FILE.into(),
-            });
-        }
-        (false, false) => return Err(LoadRunError::NoHistory { dir: dir.to_path_buf() }),
+    let history_path = crate::forms::history_file(dir)?;
+    let history = if crate::forms::is_compact(&history_path) {
+        load_history_compact(&history_path)?
+    } else {
+        load_history(&history_path)?
     };
     let events_path = dir.join(EVENTS_FILE);
     let events = if events_path.exists() { load_events(&events_path)? } else { Vec::new() };
