@@ -57,7 +57,8 @@ pub enum LoadRunError {
     )]
     NoHistory { dir: PathBuf },
     #[error(
-        "failed to check {}: both {a} and {b} exist; a file is in one form only: remove the one that is wrong",
+        "failed to check {}: both {a} and {b} exist; a file is in one form only: if `jetsam compact` stopped half-way, \
+         run it again to finish; else remove the one that is wrong",
         dir.display()
     )]
     BothForms { dir: PathBuf, a: String, b: String },
