@@ -1,8 +1,8 @@
 //! Reads a run folder (docs/formats.md) into a [`RunInput`] and a
 //! [`CheckConfig`], validating every line as it streams: a malformed or
 //! out-of-order line is an error naming the file, the line and what is
-//! wrong, and nothing is skipped. The only module of this crate that touches
-//! the file system; it reads and never writes.
+//! wrong, and nothing is skipped. It reads (with [`crate::forms`]) and never
+//! writes.
 //!
 //! Files read: `scenario.resolved.toml` (optional), `history.jsonl`
 //! or its compact form `history.bin` (one of them required; format version
