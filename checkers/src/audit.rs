@@ -26,6 +26,7 @@
 //! applies).
 
 use jetsam_core::audit_log::AuditLine;
+use jetsam_core::history::{OpRef, OpType};
 use jetsam_core::report::{Audit, AuditNode};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -111,35 +112,47 @@ pub struct AckedWrite {
     pub node: Option<String>,
 }
 
-/// The acknowledged writes of a history.jsonl text, in file order.
-pub fn acked_writes(history: &str) -> Vec<AckedWrite> {
-    #[derive(serde::Deserialize)]
-    struct Line<'a> {
-        t_ns: u64,
-        #[serde(rename = "type")]
-        kind: &'a str,
-        id: &'a str,
-        node: Option<String>,
-    }
-    let mut invoked: HashMap<String, u64> = HashMap::new();
-    let mut out = Vec::new();
-    for line in history.lines() {
-        let Ok(l) = serde_json::from_str::<Line>(line) else { continue };
-        match l.kind {
-            "invoke" => {
-                invoked.insert(l.id.to_string(), l.t_ns);
+/// Pairs a history's invokes with their oks, op by op in file order.
+#[derive(Debug, Default)]
+pub struct AckedWrites {
+    invoked: HashMap<String, u64>,
+    writes: Vec<AckedWrite>,
+}
+
+impl AckedWrites {
+    pub fn push(&mut self, op: &OpRef<'_>) {
+        match op.kind {
+            OpType::Invoke => {
+                self.invoked.insert(op.id.to_string(), op.t_ns);
             }
-            "ok" => {
-                if let Some(i) = invoked.remove(l.id) {
-                    out.push(AckedWrite { invoked_ns: i, acked_ns: l.t_ns, node: l.node });
+            OpType::Ok => {
+                if let Some(i) = self.invoked.remove(op.id.as_ref()) {
+                    let node = op.node.as_deref().map(str::to_string);
+                    self.writes.push(AckedWrite { invoked_ns: i, acked_ns: op.t_ns, node });
                 }
             }
-            _ => {
-                invoked.remove(l.id);
+            OpType::Fail | OpType::Info => {
+                self.invoked.remove(op.id.as_ref());
             }
         }
     }
-    out
+
+    /// The acknowledged writes, in ack order (file order).
+    pub fn finish(self) -> Vec<AckedWrite> {
+        self.writes
+    }
+}
+
+/// The acknowledged writes of a run folder's history, `history.jsonl` or
+/// `history.bin` (whichever it holds), in file order.
+pub fn acked_writes(run_dir: &Path) -> Result<Vec<AckedWrite>, String> {
+    let mut acked = AckedWrites::default();
+    crate::forms::for_each_history_op(run_dir, |op| {
+        acked.push(op);
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(acked.finish())
 }
 
 /// The audit of acked writes against per-node records, for a stream of `replicas`.
@@ -188,7 +201,7 @@ pub fn audit(writes: &[AckedWrite], records: &BTreeMap<String, NodeRecord>, repl
 }
 
 /// The audit of a run folder, when it has `audit/`: every `audit/<node>.log`
-/// against `history.jsonl`. `Err` names the file that could not be read.
+/// against its history (`history.jsonl` or `history.bin`). `Err` names the file that could not be read.
 pub fn audit_run(run_dir: &Path, replicas: u32) -> Result<Option<Audit>, String> {
     let dir = run_dir.join(AUDIT_DIR);
     if !dir.is_dir() {
@@ -204,8 +217,7 @@ pub fn audit_run(run_dir: &Path, replicas: u32) -> Result<Option<Audit>, String>
         };
         records.insert(node.to_string(), NodeRecord::parse(&read(&path)?));
     }
-    let history = read(&run_dir.join(crate::load::HISTORY_FILE))?;
-    Ok(Some(audit(&acked_writes(&history), &records, replicas)))
+    Ok(Some(audit(&acked_writes(run_dir)?, &records, replicas)))
 }
 
 /// Adds the run folder's audit (if it has one) to `report`: in `strong`
@@ -297,7 +309,11 @@ mod tests {
                  {\"t_ns\":2,\"client\":0,\"type\":\"invoke\",\"id\":\"0-1\"}\n\
                  {\"t_ns\":3,\"client\":0,\"type\":\"info\",\"id\":\"0-1\",\"error\":\"timeout\"}\n\
                  {\"t_ns\":4,\"client\":0,\"type\":\"ok\",\"id\":\"0-0\",\"seq\":1,\"node\":\"n2\"}\n";
-        let w = acked_writes(h);
+        let mut acked = AckedWrites::default();
+        for line in h.lines() {
+            acked.push(&crate::forms::op_line(line).unwrap());
+        }
+        let w = acked.finish();
         assert_eq!(w.len(), 1);
         assert_eq!((w[0].invoked_ns, w[0].acked_ns, w[0].node.as_deref()), (1, 4, Some("n2")));
     }

@@ -51,7 +51,7 @@ impl Engine {
             return self;
         }
         let bytes = std::fs::metadata(&plan.history).map_or(0, |m| m.len());
-        let compact = plan.history.extension().is_some_and(|e| e == "bin");
+        let compact = crate::forms::is_compact(&plan.history);
         let per_write = if compact { COMPACT_BYTES_PER_WRITE } else { JSONL_BYTES_PER_WRITE };
         if bytes / per_write > STREAM_ABOVE_WRITES { Engine::Stream } else { Engine::Memory }
     }

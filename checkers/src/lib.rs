@@ -1,8 +1,9 @@
 //! jetsam-checkers turns a run's history, fault events and recovered node
 //! state into a report: which acknowledged writes were lost, which replicas
 //! diverge, where the loss windows are, and the verdict per consistency mode.
-//! Everything except [`load`] is a pure function of its inputs: no process,
-//! socket or clock, so `jetsam check RUN_DIR` can re-check any saved run
+//! Everything except [`load`], [`forms`] and [`audit::audit_run`] (which
+//! read a run folder) is a pure function of its inputs: no process, socket
+//! or clock, so `jetsam check RUN_DIR` can re-check any saved run
 //! offline.
 //!
 //! Entry points: [`load::load_run`] reads a run folder into a [`RunInput`]
@@ -16,6 +17,7 @@ pub mod config;
 pub mod data;
 pub mod divergence;
 pub mod engine;
+pub mod forms;
 pub mod history_reader;
 pub mod integrity;
 pub mod load;

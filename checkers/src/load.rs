@@ -1,8 +1,8 @@
 //! Reads a run folder (docs/formats.md) into a [`RunInput`] and a
 //! [`CheckConfig`], validating every line as it streams: a malformed or
 //! out-of-order line is an error naming the file, the line and what is
-//! wrong, and nothing is skipped. The only module of this crate that touches
-//! the file system; it reads and never writes.
+//! wrong, and nothing is skipped. It reads (with [`crate::forms`]) and never
+//! writes.
 //!
 //! Files read: `scenario.resolved.toml` (optional), `history.jsonl`
 //! or its compact form `history.bin` (one of them required; format version
@@ -26,9 +26,7 @@ use crate::{NodeInput, RunInput};
 use jetsam_core::compact::{CompactOp, DecodeError, HistoryDecoder, RecoveredDecoder};
 use jetsam_core::event::{Event, EventValidator};
 use jetsam_core::jsonl::{LoadError, for_each_raw_line};
-use jetsam_core::recovered::{
-    CLUSTER_FILE, OFFLINE_SUFFIX, Placement, REPLICAS_FILE, RecoveredMsgRef, UNREADABLE_SUFFIX,
-};
+use jetsam_core::recovered::{CLUSTER_FILE, OFFLINE_SUFFIX, Placement, REPLICAS_FILE, UNREADABLE_SUFFIX};
 use jetsam_core::scenario::{Scenario, ScenarioError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -59,7 +57,8 @@ pub enum LoadRunError {
     )]
     NoHistory { dir: PathBuf },
     #[error(
-        "failed to check {}: both {a} and {b} exist; a file is in one form only: remove the one that is wrong",
+        "failed to check {}: both {a} and {b} exist; a file is in one form only: if `jetsam compact` stopped half-way, \
+         run it again to finish; else remove the one that is wrong",
         dir.display()
     )]
     BothForms { dir: PathBuf, a: String, b: String },
@@ -215,7 +214,7 @@ const COMPACT_BATCHES_IN_FLIGHT: usize = 4;
 
 /// A compact file's decode error: I/O as I/O, the rest naming the record
 /// (0: the header).
-fn compact_error(path: &Path, record: usize, e: DecodeError) -> LoadError {
+pub(crate) fn compact_error(path: &Path, record: usize, e: DecodeError) -> LoadError {
     match e {
         DecodeError::Io(source) => LoadError::Io { path: path.to_path_buf(), source },
         DecodeError::Bad(what) => LoadError::line(path, record, what),
@@ -226,7 +225,7 @@ fn compact_error(path: &Path, record: usize, e: DecodeError) -> LoadError {
 /// [`Recovered`] view.
 pub fn load_recovered(path: &Path, history: &History) -> Result<Recovered, LoadError> {
     let mut builder = RecoveredBuilder::new(history);
-    if path.extension().is_some_and(|e| e == "bin") {
+    if crate::forms::is_compact(path) {
         let file = std::fs::File::open(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
         let mut decoder = RecoveredDecoder::new(file).map_err(|e| compact_error(path, 0, e))?;
         let mut record = 0usize;
@@ -237,13 +236,8 @@ pub fn load_recovered(path: &Path, history: &History) -> Result<Recovered, LoadE
         return Ok(builder.finish());
     }
     for_each_raw_line(path, |raw, _| {
-        // jetsam's own line shape first (hand-written), any other line
-        // through serde_json exactly as before.
-        if let Some((seq, id)) = jetsam_core::fastline::recovered(raw.as_bytes()) {
-            return builder.push(seq, id);
-        }
-        let m: RecoveredMsgRef<'_> = serde_json::from_str(raw).map_err(json_error)?;
-        builder.push(m.seq, &m.id)
+        let (seq, id) = crate::forms::recovered_line(raw)?;
+        builder.push(seq, &id)
     })?;
     Ok(builder.finish())
 }
@@ -394,7 +388,7 @@ pub struct RunPlan {
 impl RunPlan {
     /// Reads the history in its form.
     pub fn load_history(&self) -> Result<History, LoadError> {
-        if self.history.extension().is_some_and(|e| e == "bin") {
+        if crate::forms::is_compact(&self.history) {
             load_history_compact(&self.history)
         } else {
             load_history(&self.history)
@@ -430,20 +424,7 @@ pub fn plan_run(dir: &Path, overrides: &Overrides) -> Result<(RunPlan, CheckConf
     let judged = load_placement(dir, &config.nodes)?;
     check_replicas(dir, &listed, &judged)?;
 
-    let history_path = dir.join(HISTORY_FILE);
-    let compact_path = dir.join(HISTORY_COMPACT_FILE);
-    let history = match (history_path.is_file(), compact_path.is_file()) {
-        (true, false) => history_path,
-        (false, true) => compact_path,
-        (true, true) => {
-            return Err(LoadRunError::BothForms {
-                dir: dir.to_path_buf(),
-                a: HISTORY_FILE.into(),
-                b: HISTORY_COMPACT_FILE.into(),
-            });
-        }
-        (false, false) => return Err(LoadRunError::NoHistory { dir: dir.to_path_buf() }),
-    };
+    let history = crate::forms::history_file(dir)?;
     let events_path = dir.join(EVENTS_FILE);
     let events = events_path.exists().then_some(events_path);
 

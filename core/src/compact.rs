@@ -31,7 +31,9 @@
 //! validators of [`crate::history`] and [`crate::recovered`].
 
 use crate::history::{OpId, OpRef, OpType};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 
 /// First bytes of `history.bin`.
@@ -381,7 +383,10 @@ pub struct HistoryDecoder<R: Read> {
     bytes: Bytes<R>,
     last_t_ns: u64,
     last_seq: u64,
-    table_len: usize,
+    table: Vec<String>,
+    /// The last record's id, `node` and `error` texts, kept by
+    /// [`HistoryDecoder::next_op_ref`] only.
+    texts: [String; 3],
 }
 
 impl<R: Read> HistoryDecoder<R> {
@@ -389,11 +394,36 @@ impl<R: Read> HistoryDecoder<R> {
     pub fn new(src: R) -> Result<Self, DecodeError> {
         let mut bytes = Bytes::new(src);
         bytes.magic(HISTORY_MAGIC, "history")?;
-        Ok(HistoryDecoder { bytes, last_t_ns: 0, last_seq: 0, table_len: 0 })
+        Ok(HistoryDecoder { bytes, last_t_ns: 0, last_seq: 0, table: Vec::new(), texts: Default::default() })
     }
 
     /// The next record, or `None` at the end of the file.
     pub fn next_op(&mut self) -> Result<Option<CompactOp>, DecodeError> {
+        self.next_record(false)
+    }
+
+    /// The next record with every field, texts included, as the JSON line
+    /// it stands for would parse (for readers that need the acking node, and
+    /// to compare a compact file with its JSON lines); or `None` at the end.
+    pub fn next_op_ref(&mut self) -> Result<Option<OpRef<'_>>, DecodeError> {
+        let Some(op) = self.next_record(true)? else { return Ok(None) };
+        let [id, node, error] = &mut self.texts;
+        id.clear();
+        write!(id, "{}", op.id).expect("writing to a String does not fail");
+        Ok(Some(OpRef {
+            t_ns: op.t_ns,
+            client: op.id.client,
+            kind: op.kind,
+            id: Cow::Borrowed(id.as_str()),
+            seq: op.seq,
+            node: op.has_node.then_some(Cow::Borrowed(node.as_str())),
+            error: op.has_error.then_some(Cow::Borrowed(error.as_str())),
+        }))
+    }
+
+    /// The next record; with `keep_texts` its `node` and `error` land in
+    /// `self.texts`.
+    fn next_record(&mut self, keep_texts: bool) -> Result<Option<CompactOp>, DecodeError> {
         if self.bytes.at_end()? {
             return Ok(None);
         }
@@ -415,9 +445,9 @@ impl<R: Read> HistoryDecoder<R> {
         } else {
             None
         };
-        for flag in [TAG_NODE, TAG_ERROR] {
+        for (flag, slot) in [(TAG_NODE, 1), (TAG_ERROR, 2)] {
             if tag & flag != 0 {
-                self.skip_string()?;
+                self.string(keep_texts.then_some(slot))?;
             }
         }
         Ok(Some(CompactOp {
@@ -430,20 +460,26 @@ impl<R: Read> HistoryDecoder<R> {
         }))
     }
 
-    fn skip_string(&mut self) -> Result<(), DecodeError> {
-        match self.bytes.varint()? {
+    /// Reads one string; with `keep`, into that slot of `self.texts`.
+    fn string(&mut self, keep: Option<usize>) -> Result<(), DecodeError> {
+        let text = match self.bytes.varint()? {
             k @ (0 | 1) => {
                 let len = self.bytes.varint()?;
-                self.bytes.text(len)?;
+                let text = self.bytes.text(len)?;
                 if k == 1 {
-                    if self.table_len == STRING_TABLE_MAX {
+                    if self.table.len() == STRING_TABLE_MAX {
                         return Err(DecodeError::Bad(format!("more than {STRING_TABLE_MAX} table strings")));
                     }
-                    self.table_len += 1;
+                    self.table.push(text.to_string());
                 }
+                text
             }
-            k if k - 2 < self.table_len as u64 => {}
-            k => return Err(DecodeError::Bad(format!("string {} of a table of {}", k - 2, self.table_len))),
+            k if k - 2 < self.table.len() as u64 => &self.table[(k - 2) as usize],
+            k => return Err(DecodeError::Bad(format!("string {} of a table of {}", k - 2, self.table.len()))),
+        };
+        if let Some(slot) = keep {
+            self.texts[slot].clear();
+            self.texts[slot].push_str(text);
         }
         Ok(())
     }
@@ -542,6 +578,12 @@ mod tests {
             })
             .collect();
         assert_eq!(got, want);
+        // With its texts, each record reads back as the line it came from.
+        let mut dec = HistoryDecoder::new(bytes.as_slice()).unwrap();
+        for op in &ops {
+            assert_eq!(dec.next_op_ref().unwrap().as_ref(), Some(&op.borrowed()));
+        }
+        assert_eq!(dec.next_op_ref().unwrap(), None);
         // A file cut inside its last record is an error, not a shorter history.
         let mut dec = HistoryDecoder::new(&bytes[..bytes.len() - 1]).unwrap();
         let e = loop {

@@ -17,6 +17,8 @@ pub enum Command {
     Adapter(crate::adapter_check::AdapterArgs),
     /// Check a run folder (or any history + recovered state) and write report.json.
     Check(crate::check::CheckArgs),
+    /// Rewrite a run folder's history and read-backs in the compact form (history.bin, recovered/<view>.bin).
+    Compact(crate::compact::CompactArgs),
     /// Search for a failing run: draw fault schedules from the scenario's [explore] palette and run them.
     Explore(crate::explore::ExploreArgs),
     /// Run one scenario for every combination of settings (--set KEY=V1,V2) and compare the cells.
@@ -39,6 +41,7 @@ pub fn main_with_args() -> i32 {
     match cli.command {
         Command::Adapter(args) => crate::adapter_check::execute(args),
         Command::Check(args) => crate::check::execute(args),
+        Command::Compact(args) => crate::compact::execute(args),
         Command::Explore(args) => crate::explore::execute(args),
         Command::Matrix(args) => crate::matrix::execute(args),
         Command::Merge(args) => crate::merge::execute(args),

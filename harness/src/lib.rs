@@ -7,6 +7,8 @@ pub mod adapter_check;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod compact;
+pub mod compact_file;
 pub mod events;
 pub mod explore;
 pub mod index;

@@ -1,12 +1,12 @@
 //! `report.html` of a run folder: reads what the run wrote (report.json,
-//! events.jsonl, history.jsonl, scenario.resolved.toml) and has
+//! events.jsonl, history.jsonl or history.bin, scenario.resolved.toml) and has
 //! jetsam-report render it. `jetsam run` writes it at the end of every run
 //! that reached a verdict; `jetsam report RUN_FOLDER` rebuilds it offline
 //! (e.g. after `jetsam check` rewrote report.json).
 
-use jetsam_checkers::load::{EVENTS_FILE, HISTORY_FILE, REPORT_FILE, SCENARIO_FILE};
+use jetsam_checkers::load::{EVENTS_FILE, REPORT_FILE, SCENARIO_FILE};
 use jetsam_core::exit;
-use jetsam_core::history::{Op, OpType};
+use jetsam_core::history::OpType;
 use jetsam_core::report::Report;
 use jetsam_core::scenario::Scenario;
 use jetsam_report::run_page::RunInfo;
@@ -29,6 +29,8 @@ pub enum ReportPageError {
     #[error("failed to read {}: {why}; give a run folder that `jetsam run` or `jetsam check` completed", path.display())]
     Input { path: PathBuf, why: String },
     #[error(transparent)]
+    History(#[from] jetsam_checkers::LoadRunError),
+    #[error(transparent)]
     Plot(#[from] jetsam_report::plots::PlotError),
     #[error("failed to write {}: {source}; check that the run folder is writable", path.display())]
     Write {
@@ -41,7 +43,7 @@ pub enum ReportPageError {
 impl ReportPageError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            ReportPageError::Input { .. } => exit::BAD_INPUT,
+            ReportPageError::Input { .. } | ReportPageError::History(_) => exit::BAD_INPUT,
             ReportPageError::Plot(_) | ReportPageError::Write { .. } => exit::ENVIRONMENT,
         }
     }
@@ -64,29 +66,28 @@ fn input_err(path: &Path) -> impl Fn(String) -> ReportPageError + '_ {
     move |why| ReportPageError::Input { path: path.to_path_buf(), why }
 }
 
-/// The acknowledged writes of a history with their latencies, and the time
-/// of its last line.
-fn acks(path: &Path) -> Result<(Vec<Ack>, u64), ReportPageError> {
+/// The acknowledged writes of a run folder's history (`history.jsonl` or
+/// `history.bin`) with their latencies, and the time of its last op.
+fn acks(run_dir: &Path) -> Result<(Vec<Ack>, u64), ReportPageError> {
     let mut invoked: HashMap<String, u64> = HashMap::new();
     let mut acks = Vec::new();
     let mut last_ns = 0;
-    jetsam_core::jsonl::for_each_line(path, |op: Op, _| {
+    jetsam_checkers::forms::for_each_history_op(run_dir, |op| {
         last_ns = last_ns.max(op.t_ns);
         match op.kind {
             OpType::Invoke => {
-                invoked.insert(op.id, op.t_ns);
+                invoked.insert(op.id.to_string(), op.t_ns);
             }
             OpType::Ok => {
-                let at = invoked.remove(&op.id).ok_or_else(|| format!("ok of {} without its invoke", op.id))?;
+                let at = invoked.remove(op.id.as_ref()).ok_or_else(|| format!("ok of {} without its invoke", op.id))?;
                 acks.push(Ack { t_ns: op.t_ns, latency_ns: op.t_ns.saturating_sub(at) });
             }
             OpType::Fail | OpType::Info => {
-                invoked.remove(&op.id);
+                invoked.remove(op.id.as_ref());
             }
         }
         Ok(())
-    })
-    .map_err(|e| input_err(path)(e.to_string()))?;
+    })?;
     Ok((acks, last_ns))
 }
 
@@ -148,7 +149,7 @@ pub fn write(run_dir: &Path) -> Result<PathBuf, ReportPageError> {
     } else {
         Vec::new()
     };
-    let (acks, last_ns) = acks(&run_dir.join(HISTORY_FILE))?;
+    let (acks, last_ns) = acks(run_dir)?;
     let mut info = info(run_dir, &report)?;
     info.end_ns = last_ns;
     let html = jetsam_report::run_page::render(&info, &report, &events, &acks)?;

@@ -2,7 +2,7 @@
 //! fault: the correct node (R3 strong + always) has no acknowledged write
 //! at risk; with the ack-before-fsync bug most acks come before a majority
 //! synced them and the strong-mode run fails on that alone. `jetsam check`
-//! on the run folder reproduces the audit.
+//! on the run folder reproduces the audit, before and after `jetsam compact`.
 
 use jetsam_core::report::{Report, Verdict};
 use std::path::Path;
@@ -62,6 +62,14 @@ fn the_audit_finds_ack_before_fsync_without_a_fault_and_clears_the_correct_node(
 
     // Re-checking the folder gives the same audit.
     std::fs::remove_file(bad.join("report.json")).unwrap();
+    let o = jetsam(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report(&bad).audit, Some(a.clone()));
+
+    // So does the compacted folder (history.bin instead of history.jsonl).
+    let o = jetsam(&["compact", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(bad.join("history.bin").is_file() && !bad.join("history.jsonl").exists());
     let o = jetsam(&["check", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(report(&bad).audit, Some(a));

@@ -128,7 +128,7 @@ impl Laps {
 /// Pass 1 over the history in its form.
 fn index_history(path: &Path, tmp: &Path, run_acks: usize) -> Result<(index::OpIndex, index::Spilled), StreamError> {
     let mut indexer = index::Indexer::new(tmp, run_acks)?;
-    let read = if path.extension().is_some_and(|e| e == "bin") {
+    let read = if crate::forms::is_compact(path) {
         crate::load::for_each_compact_op(path, |op| indexer.push_compact(op))
     } else {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -49,7 +49,7 @@ pub fn read_view(
     mut f: impl FnMut(u64, Held) -> Result<(), String>,
 ) -> Result<(), LoadError> {
     let mut validator = RecoveredValidator::default();
-    if path.extension().is_some_and(|e| e == "bin") {
+    if crate::forms::is_compact(path) {
         let io = |record: usize, e: DecodeError| match e {
             DecodeError::Io(source) => LoadError::Io { path: path.to_path_buf(), source },
             DecodeError::Bad(what) => LoadError::line(path, record, what),
