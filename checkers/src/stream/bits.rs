@@ -1,26 +1,85 @@
 //! Packed per-op arrays of the streaming checker: 2 bits per op (an
-//! outcome, or how often a view holds the op) and 1 bit per op.
+//! outcome, or how often a view holds the op) and 1 bit per op, on the heap
+//! (tests, small arrays) or in a mapped temporary file ([`super::mapped`]).
+
+use super::mapped::MappedWords;
+
+/// Where an array's words are.
+pub enum Words {
+    Heap(Vec<u64>),
+    Mapped(MappedWords),
+}
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Words::Heap(v) => write!(f, "Heap({} words)", v.len()),
+            Words::Mapped(m) => write!(f, "Mapped({} words)", m.len()),
+        }
+    }
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words::Heap(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Words {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        match self {
+            Words::Heap(v) => v,
+            Words::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Words {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        match self {
+            Words::Heap(v) => v,
+            Words::Mapped(m) => m,
+        }
+    }
+}
 
 /// 2-bit values by index, 32 to a word.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Bits2 {
-    words: Vec<u64>,
+    words: Words,
     len: usize,
 }
 
 impl Bits2 {
-    /// `len` zeros.
-    pub fn with_len(len: usize) -> Bits2 {
-        Bits2 { words: vec![0; len.div_ceil(32)], len }
+    /// Words for `len` values.
+    pub fn words_for(len: usize) -> usize {
+        len.div_ceil(32)
+    }
+
+    /// `len` values over `words` (as many as [`Bits2::words_for`] says).
+    pub fn over(words: Words, len: usize) -> Bits2 {
+        assert_eq!(words.len(), Self::words_for(len));
+        Bits2 { words, len }
+    }
+
+    /// Every value set to `v`, a word at a time.
+    pub fn fill(&mut self, v: u32) {
+        assert!(v < 4);
+        let word = (0..32).fold(0u64, |w, i| w | u64::from(v) << (2 * i));
+        self.words.fill(word);
     }
 
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Appends a value (heap arrays only).
+    #[cfg(test)]
     pub fn push(&mut self, v: u32) {
         if self.len.is_multiple_of(32) {
-            self.words.push(0);
+            let Words::Heap(words) = &mut self.words else { panic!("only a heap array grows") };
+            words.push(0);
         }
         self.len += 1;
         self.set(self.len - 1, v);
@@ -60,15 +119,28 @@ impl Bits2 {
 }
 
 /// One bit by index.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Bits1 {
-    words: Vec<u64>,
+    words: Words,
     len: usize,
 }
 
 impl Bits1 {
+    /// Words for `len` bits.
+    pub fn words_for(len: usize) -> usize {
+        len.div_ceil(64)
+    }
+
+    /// `len` zeros on the heap.
+    #[cfg(test)]
     pub fn with_len(len: usize) -> Bits1 {
-        Bits1 { words: vec![0; len.div_ceil(64)], len }
+        Bits1 { words: Words::Heap(vec![0; Self::words_for(len)]), len }
+    }
+
+    /// `len` bits over `words` (as many as [`Bits1::words_for`] says).
+    pub fn over(words: Words, len: usize) -> Bits1 {
+        assert_eq!(words.len(), Self::words_for(len));
+        Bits1 { words, len }
     }
 
     pub fn get(&self, i: usize) -> bool {

@@ -16,7 +16,6 @@ use crate::load::{NodePlan, RunPlan};
 use crate::lost::Lost;
 use crate::{Findings, Standing};
 use jetsam_core::event::Event;
-use jetsam_core::jsonl::LoadError;
 use jetsam_core::report::{Divergence, LossWindow, LostClasses, NodeReport, ReadMode, Report, SAMPLE_MAX, Sampled};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -29,17 +28,18 @@ pub(crate) struct Inputs<'a> {
     pub index: &'a OpIndex,
     pub views: &'a [ViewFile],
     pub events: &'a [Event],
+    pub arena: &'a super::Arena,
 }
 
 /// Views counted at once, at most (each holds 2 bits per op).
 const MAX_COUNT_THREADS: usize = 8;
 
 pub(crate) fn check(inp: &Inputs<'_>, mut spilled: Spilled, laps: &super::Laps) -> Result<Report, StreamError> {
-    let counts = count_views(inp.views, inp.index)?;
+    let counts = count_views(inp)?;
     laps.lap("2a, views counted");
-    let kept = kept(inp, &counts);
+    let kept = kept(inp, &counts)?;
     let pairs = pairs(inp, &counts);
-    let dups = DupSample::choose(inp, &counts);
+    let dups = DupSample::choose(inp, &counts)?;
     let merged = run_merge(inp, &counts, &kept, &pairs, &dups, &mut spilled)?;
     laps.lap("2b, views merged with the acks by sequence");
     // The acks in ack order (a file) and the scan of every op (memory) side by side.
@@ -87,17 +87,23 @@ pub(crate) fn check(inp: &Inputs<'_>, mut spilled: Spilled, laps: &super::Laps) 
 }
 
 /// Pass 2a: every view counted, in parallel; the first error in view order wins.
-fn count_views(views: &[ViewFile], index: &OpIndex) -> Result<Vec<ViewCounts>, LoadError> {
+fn count_views(inp: &Inputs<'_>) -> Result<Vec<ViewCounts>, StreamError> {
+    let views = inp.views;
     let threads = views.len().clamp(1, MAX_COUNT_THREADS);
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<ViewCounts, LoadError>>>> = Mutex::new(views.iter().map(|_| None).collect());
+    type Counted = Result<ViewCounts, StreamError>;
+    let results: Mutex<Vec<Option<Counted>>> = Mutex::new(views.iter().map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(v) = views.get(i) else { break };
-                    let r = count_view(&v.path, index);
+                    let r = inp
+                        .arena
+                        .bits2(inp.index.len())
+                        .map_err(StreamError::from)
+                        .and_then(|held| count_view(&v.path, inp.index, held).map_err(StreamError::from));
                     results.lock().expect("no counter panicked holding the lock")[i] = Some(r);
                 }
             });
@@ -107,14 +113,14 @@ fn count_views(views: &[ViewFile], index: &OpIndex) -> Result<Vec<ViewCounts>, L
 }
 
 /// Ops held by some readable node (the cluster view is a read path, not a node).
-fn kept(inp: &Inputs<'_>, counts: &[ViewCounts]) -> Bits1 {
-    let mut kept = Bits1::with_len(inp.index.len());
+fn kept(inp: &Inputs<'_>, counts: &[ViewCounts]) -> Result<Bits1, StreamError> {
+    let mut kept = inp.arena.bits1(inp.index.len())?;
     for (v, c) in inp.views.iter().zip(counts) {
         if !v.cluster {
             c.held.for_each_nonzero(|g, _| kept.set(g));
         }
     }
-    kept
+    Ok(kept)
 }
 
 /// The pairs of replicas compared for divergence, by view number: the
@@ -147,7 +153,7 @@ struct DupSample {
 }
 
 impl DupSample {
-    fn choose(inp: &Inputs<'_>, counts: &[ViewCounts]) -> DupSample {
+    fn choose(inp: &Inputs<'_>, counts: &[ViewCounts]) -> Result<DupSample, StreamError> {
         let mut candidates: BTreeMap<String, (usize, Held)> = BTreeMap::new();
         let mut keep = |text: String, k: usize, held: Held| {
             if candidates.len() < SAMPLE_MAX || candidates.last_key_value().is_some_and(|(last, _)| text < *last) {
@@ -159,7 +165,7 @@ impl DupSample {
         };
         let mut count = 0u64;
         if counts.iter().any(|c| c.dup_ops > 0) {
-            let mut seen = Bits1::with_len(inp.index.len());
+            let mut seen = inp.arena.bits1(inp.index.len())?;
             for (k, c) in counts.iter().enumerate() {
                 c.held.for_each_nonzero(|g, n| {
                     if n == 2 && !seen.get(g) {
@@ -179,7 +185,7 @@ impl DupSample {
                 }
             }
         }
-        DupSample { count, chosen: candidates.into_iter().map(|(text, (k, held))| (text, k, held)).collect() }
+        Ok(DupSample { count, chosen: candidates.into_iter().map(|(text, (k, held))| (text, k, held)).collect() })
     }
 }
 

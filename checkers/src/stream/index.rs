@@ -6,13 +6,16 @@
 //! position among that client's invokes (counters strictly increase per
 //! client, so the position follows from the counter through the client's
 //! counter runs, one run for a client counting 0, 1, 2, ...). Per op the
-//! index keeps only its outcome, 2 bits; nothing per op is kept in memory
-//! beyond that. What the later passes need in an order (invokes in file
-//! order, acknowledgements in ack order and sorted by sequence) is written
-//! to the temporary folder instead.
+//! index keeps only its outcome, 2 bits, in a mapped temporary file
+//! ([`super::mapped`]); in memory it keeps the clients and their counter
+//! runs. What the later passes need in an order (invokes in file order,
+//! acknowledgements in ack order and sorted by sequence) is written to the
+//! temporary folder; so are the completions, whose places are known only
+//! once the history has ended.
 
+use super::Arena;
 use super::bits::Bits2;
-use super::spill::{AckSorter, SeqAck, SortedAcks, SpillError, VarWriter};
+use super::spill::{AckSorter, SeqAck, SortedAcks, SpillError, VarReader, VarWriter};
 use crate::data::Outcome;
 use jetsam_core::compact::CompactOp;
 use jetsam_core::history::{HistoryValidator, OpFields, OpId, OpRef, OpType};
@@ -167,12 +170,14 @@ pub struct Indexer {
     validator: HistoryValidator,
     slots: Slots,
     clients: Vec<Client>,
-    /// Per slot, its ops' outcomes by position (flattened at the end).
-    outcomes: Vec<Bits2>,
     ops: u32,
-    acks: u32,
+    /// Completions by outcome (see [`Outcome::bits`]).
+    completed: [u64; 4],
     last_ack_ns: u64,
     invokes_out: VarWriter,
+    /// Per completion that is not an `ok`: slot, position and outcome bits
+    /// (few: an `ok` is the default, the open ones the validator knows).
+    completions_out: VarWriter,
     acks_out: VarWriter,
     sorter: AckSorter,
     /// The first temporary-file error: it stops the reading, and is
@@ -190,11 +195,11 @@ impl Indexer {
             validator: HistoryValidator::default(),
             slots: Slots::default(),
             clients: Vec::new(),
-            outcomes: Vec::new(),
             ops: 0,
-            acks: 0,
+            completed: [0; 4],
             last_ack_ns: 0,
             invokes_out: VarWriter::create(tmp.join("invokes"))?,
+            completions_out: VarWriter::create(tmp.join("completions"))?,
             acks_out: VarWriter::create(tmp.join("acks"))?,
             sorter: AckSorter::with_run(tmp.join("acks-by-seq"), run_acks),
             spill_error: None,
@@ -236,13 +241,10 @@ impl Indexer {
                 let slot = self.clients.len() as u32;
                 self.slots.insert(id.client, slot);
                 self.clients.push(Client { client: id.client, runs: Vec::new(), len: 0 });
-                self.outcomes.push(Bits2::default());
                 slot
             }
         };
-        let pos = self.clients[slot as usize].push(id.counter);
-        self.outcomes[slot as usize].push(Outcome::Open.bits());
-        assert_eq!(self.outcomes[slot as usize].len(), pos as usize + 1);
+        self.clients[slot as usize].push(id.counter);
         self.ops += 1;
         Ok(self.invokes_out.put(&[u64::from(slot)]))
     }
@@ -251,15 +253,18 @@ impl Indexer {
         // The validator guarantees an open invoke for this id.
         let slot = self.slots.get(id.client).expect("a validated completion's client has invoked");
         let pos = self.clients[slot as usize].find(id.counter).expect("a validated completion has an invoke");
-        let outcomes = &mut self.outcomes[slot as usize];
-        assert_eq!(outcomes.get(pos as usize), Outcome::Open.bits(), "one completion per invoke");
         let outcome = match kind {
             OpType::Ok => Outcome::Ok,
             OpType::Fail => Outcome::Fail,
             OpType::Info => Outcome::Info,
             OpType::Invoke => unreachable!("invokes are recorded apart"),
         };
-        outcomes.set(pos as usize, outcome.bits());
+        if outcome != Outcome::Ok {
+            self.completions_out.put(&[u64::from(slot), u64::from(pos), u64::from(outcome.bits())])?;
+        }
+        // The validator allows one completion per invoke.
+        let rank = self.completed[Outcome::Ok.bits() as usize] as u32;
+        self.completed[outcome.bits() as usize] += 1;
         if outcome != Outcome::Ok {
             return Ok(());
         }
@@ -268,29 +273,40 @@ impl Indexer {
         assert!(t_ns >= self.last_ack_ns, "acks are in time order");
         self.acks_out.put(&[u64::from(slot), u64::from(pos), t_ns - self.last_ack_ns])?;
         self.last_ack_ns = t_ns;
-        self.sorter.push(SeqAck { seq, rank: self.acks, slot, pos })?;
-        self.acks += 1;
+        self.sorter.push(SeqAck { seq, rank, slot, pos })?;
         Ok(())
     }
 
-    /// Ends the history: the index, and the streams for the later passes.
-    pub fn finish(self) -> Result<(OpIndex, Spilled), SpillError> {
+    /// Ends the history: the index (its outcomes in `arena`), and the
+    /// streams for the later passes.
+    pub fn finish(self, arena: &Arena) -> Result<(OpIndex, Spilled), SpillError> {
         let mut base = Vec::with_capacity(self.clients.len() + 1);
         let mut total = 0u32;
-        let mut outcome = Bits2::with_len(self.ops as usize);
-        let mut counts = [0u64; 4];
-        for (client, outcomes) in self.clients.iter().zip(&self.outcomes) {
+        for client in &self.clients {
             base.push(total);
-            for pos in 0..client.len as usize {
-                let bits = outcomes.get(pos);
-                counts[bits as usize] += 1;
-                outcome.set(total as usize + pos, bits);
-            }
             total += client.len;
         }
         base.push(total);
         assert_eq!(total, self.ops, "every invoke has a place");
-        assert_eq!(counts[Outcome::Ok.bits() as usize], u64::from(self.acks));
+        // Every op is an `ok` but those listed apart: the other completions,
+        // and the invokes still open at the end.
+        let mut outcome = arena.bits2(total as usize)?;
+        outcome.fill(Outcome::Ok.bits());
+        let completions = self.completions_out.finish()?;
+        let mut r = VarReader::open(&completions)?;
+        while let Some(slot) = r.next()? {
+            let (pos, bits) = (r.expect()?, r.expect()?);
+            outcome.set((base[slot as usize] + pos as u32) as usize, bits as u32);
+        }
+        std::fs::remove_file(&completions).map_err(|source| SpillError { path: completions.clone(), source })?;
+        let mut counts = self.completed;
+        for id in self.validator.open().copied() {
+            let slot = self.slots.get(id.client).expect("an open id's client has invoked");
+            let pos = self.clients[slot as usize].find(id.counter).expect("an open id was invoked");
+            outcome.set((base[slot as usize] + pos) as usize, Outcome::Open.bits());
+            counts[Outcome::Open.bits() as usize] += 1;
+        }
+        assert_eq!(counts.iter().sum::<u64>(), u64::from(total), "every op has one outcome");
         let spilled = Spilled {
             invokes: self.invokes_out.finish()?,
             acks: self.acks_out.finish()?,

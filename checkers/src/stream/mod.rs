@@ -20,6 +20,7 @@
 mod bits;
 mod finish;
 mod index;
+mod mapped;
 mod merge;
 mod spill;
 mod views;
@@ -71,11 +72,14 @@ pub struct StreamOptions {
     pub run_acks: usize,
     /// Where the temporary folder is made; `None`: TMPDIR.
     pub tmp_parent: Option<PathBuf>,
+    /// Resident size above which the per-op arrays' pages are dropped
+    /// (they stay in their mapped files; [`mapped`]).
+    pub rss_budget_bytes: u64,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { run_acks: spill::RUN_ACKS, tmp_parent: None }
+        StreamOptions { run_acks: spill::RUN_ACKS, tmp_parent: None, rss_budget_bytes: mapped::RSS_BUDGET_BYTES }
     }
 }
 
@@ -95,12 +99,16 @@ pub fn check_plan(plan: &RunPlan, config: &CheckConfig, options: &StreamOptions)
         .tempdir_in(&parent)
         .map_err(|source| SpillError { path: parent, source })?;
     let laps = Laps::start();
-    let (index, spilled) = index_history(&plan.history, tmp.path(), options.run_acks)?;
+    let arena = Arena::new(tmp.path(), options.rss_budget_bytes);
+    let (index, spilled) = index_history(&plan.history, tmp.path(), options.run_acks, &arena)?;
     laps.lap("1, history indexed");
     let events = plan.load_events()?;
     let views = view_list(plan);
-    let report =
-        finish::check(&finish::Inputs { plan, config, index: &index, views: &views, events: &events }, spilled, &laps)?;
+    let report = finish::check(
+        &finish::Inputs { plan, config, index: &index, views: &views, events: &events, arena: &arena },
+        spilled,
+        &laps,
+    )?;
     laps.lap("done");
     Ok(report)
 }
@@ -126,7 +134,12 @@ impl Laps {
 }
 
 /// Pass 1 over the history in its form.
-fn index_history(path: &Path, tmp: &Path, run_acks: usize) -> Result<(index::OpIndex, index::Spilled), StreamError> {
+fn index_history(
+    path: &Path,
+    tmp: &Path,
+    run_acks: usize,
+    arena: &Arena,
+) -> Result<(index::OpIndex, index::Spilled), StreamError> {
     let mut indexer = index::Indexer::new(tmp, run_acks)?;
     let read = if crate::forms::is_compact(path) {
         crate::load::for_each_compact_op(path, |op| indexer.push_compact(op))
@@ -144,7 +157,38 @@ fn index_history(path: &Path, tmp: &Path, run_acks: usize) -> Result<(index::OpI
         return Err(e.into());
     }
     read?;
-    Ok(indexer.finish()?)
+    Ok(indexer.finish(arena)?)
+}
+
+/// Makes the per-op arrays, each in a mapped temporary file whose resident
+/// pages are trimmed ([`mapped`]).
+pub(crate) struct Arena {
+    dir: PathBuf,
+    trimmer: mapped::Trimmer,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Arena {
+    fn new(dir: &Path, rss_budget_bytes: u64) -> Arena {
+        Arena { dir: dir.to_path_buf(), trimmer: mapped::Trimmer::start(rss_budget_bytes), next: 0.into() }
+    }
+
+    fn words(&self, words: usize) -> Result<bits::Words, SpillError> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.join(format!("array-{n}"));
+        let mapped = self.trimmer.map(&path, words).map_err(|source| SpillError { path, source })?;
+        Ok(bits::Words::Mapped(mapped))
+    }
+
+    /// `len` 2-bit zeros.
+    pub(crate) fn bits2(&self, len: usize) -> Result<bits::Bits2, SpillError> {
+        Ok(bits::Bits2::over(self.words(bits::Bits2::words_for(len))?, len))
+    }
+
+    /// `len` zero bits.
+    pub(crate) fn bits1(&self, len: usize) -> Result<bits::Bits1, SpillError> {
+        Ok(bits::Bits1::over(self.words(bits::Bits1::words_for(len))?, len))
+    }
 }
 
 /// A view of the run: a judged node read back, or the cluster view.

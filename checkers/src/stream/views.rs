@@ -83,7 +83,7 @@ pub fn read_view(
 }
 
 /// What pass 2a learns of one view.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ViewCounts {
     /// Per place: how often the view holds the op (0, 1, 2 for "two or more").
     pub held: Bits2,
@@ -108,15 +108,10 @@ impl ViewCounts {
     }
 }
 
-/// Pass 2a for one view.
-pub fn count_view(path: &Path, index: &OpIndex) -> Result<ViewCounts, LoadError> {
-    let mut c = ViewCounts {
-        held: Bits2::with_len(index.len()),
-        len: 0,
-        stranger_entries: 0,
-        strangers: BTreeMap::new(),
-        dup_ops: 0,
-    };
+/// Pass 2a for one view, counting into `held` (zeros, one per op).
+pub fn count_view(path: &Path, index: &OpIndex, held: Bits2) -> Result<ViewCounts, LoadError> {
+    assert_eq!(held.len(), index.len());
+    let mut c = ViewCounts { held, len: 0, stranger_entries: 0, strangers: BTreeMap::new(), dup_ops: 0 };
     read_view(path, index, |seq, held| {
         c.len += 1;
         match held {
