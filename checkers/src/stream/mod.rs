@@ -173,6 +173,11 @@ impl Arena {
         Arena { dir: dir.to_path_buf(), trimmer: mapped::Trimmer::start(rss_budget_bytes), next: 0.into() }
     }
 
+    /// The temporary folder.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn words(&self, words: usize) -> Result<bits::Words, SpillError> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self.dir.join(format!("array-{n}"));

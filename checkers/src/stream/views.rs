@@ -5,12 +5,17 @@
 //!
 //! Pass 2 reads every view twice: [`count_view`] counts how often each op
 //! is held (the views in parallel), then [`ViewStream`] hands the messages
-//! in sequence order to the merge pass. Strangers (ids never invoked) are
-//! kept as text with their sequences: they are the one thing here whose
+//! in sequence order to the merge pass. A JSON-lines view is read as JSON
+//! once: the count writes it resolved (sequence, place) to the temporary
+//! folder, and the merge reads that; a compact view is decoded twice (that
+//! costs no more than reading it resolved). Strangers (ids never invoked)
+//! are kept as text with their sequences: they are the one thing here whose
 //! memory grows with the view (with its damage, not with the run).
 
+use super::StreamError;
 use super::bits::Bits2;
 use super::index::OpIndex;
+use super::spill::{SpillError, VarReader, VarWriter};
 use crate::load::json_error;
 use jetsam_core::compact::{CompactId, DecodeError, RecoveredDecoder};
 use jetsam_core::jsonl::{LoadError, for_each_raw_line};
@@ -108,29 +113,89 @@ impl ViewCounts {
     }
 }
 
-/// Pass 2a for one view, counting into `held` (zeros, one per op).
-pub fn count_view(path: &Path, index: &OpIndex, held: Bits2) -> Result<ViewCounts, LoadError> {
+/// Where the merge reads a view from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The view's own file.
+    File(PathBuf),
+    /// Its messages resolved by the count: per message the sequence minus
+    /// the previous one's, then the place plus one (0: a stranger, whose
+    /// text is in the map).
+    Resolved { path: PathBuf, strangers: BTreeMap<u64, String> },
+}
+
+/// Pass 2a for one view, counting into `held` (zeros, one per op); with
+/// `resolved`, also writing the messages resolved there ([`Source`]).
+pub fn count_view(
+    path: &Path,
+    index: &OpIndex,
+    held: Bits2,
+    mut resolved: Option<VarWriter>,
+) -> Result<(ViewCounts, Source), StreamError> {
     assert_eq!(held.len(), index.len());
     let mut c = ViewCounts { held, len: 0, stranger_entries: 0, strangers: BTreeMap::new(), dup_ops: 0 };
-    read_view(path, index, |seq, held| {
+    let mut spill_error: Option<SpillError> = None;
+    let mut last_seq = 0u64;
+    let read = read_view(path, index, |seq, held| {
         c.len += 1;
-        match held {
+        let code = match held {
             Held::Op(g) => {
                 // Counted once, on its second sighting ("two or more" stays 2).
                 if c.held.get(g as usize) == 1 {
                     c.dup_ops += 1;
                 }
                 c.held.bump(g as usize);
-                Ok(())
+                u64::from(g) + 1
             }
             Held::Stranger(s) => {
                 c.stranger_entries += 1;
                 c.strangers.entry(s).or_default().push(seq);
-                Ok(())
+                0
             }
+        };
+        if let Some(w) = &mut resolved {
+            w.put(&[seq - last_seq, code]).map_err(|e| {
+                spill_error = Some(e);
+                "stopped: the checker's temporary file failed".to_string()
+            })?;
+            last_seq = seq;
         }
-    })?;
-    Ok(c)
+        Ok(())
+    });
+    if let Some(e) = spill_error {
+        return Err(e.into());
+    }
+    read?;
+    let source = match resolved {
+        Some(w) => {
+            let strangers =
+                c.strangers.iter().flat_map(|(text, seqs)| seqs.iter().map(|s| (*s, text.clone()))).collect();
+            Source::Resolved { path: w.finish()?, strangers }
+        }
+        None => Source::File(path.to_path_buf()),
+    };
+    Ok((c, source))
+}
+
+/// Reads a resolved view (see [`Source::Resolved`]) in file order.
+fn read_resolved(
+    path: &Path,
+    strangers: &BTreeMap<u64, String>,
+    mut f: impl FnMut(u64, Held) -> Result<(), String>,
+) -> Result<(), StreamError> {
+    let mut r = VarReader::open(path)?;
+    let mut seq = 0u64;
+    while let Some(delta) = r.next()? {
+        seq += delta;
+        let held = match r.expect()? {
+            0 => Held::Stranger(strangers.get(&seq).expect("a stranger's sequence was kept").clone()),
+            code => Held::Op(u32::try_from(code - 1).expect("a place fits 32 bits")),
+        };
+        if f(seq, held).is_err() {
+            break; // the merge stopped
+        }
+    }
+    Ok(())
 }
 
 /// Messages handed from a view's reader thread at once.
@@ -147,17 +212,17 @@ pub struct ViewStream {
 }
 
 impl ViewStream {
-    /// Starts reading `path` on a thread of `scope`; the thread's result says
-    /// whether the file read back without error.
+    /// Starts reading `source` on a thread of `scope`; the thread's result
+    /// says whether it read back without error.
     pub fn spawn<'scope, 'env>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
-        path: PathBuf,
+        source: &'env Source,
         index: &'env OpIndex,
-    ) -> (ViewStream, std::thread::ScopedJoinHandle<'scope, Result<(), LoadError>>) {
+    ) -> (ViewStream, std::thread::ScopedJoinHandle<'scope, Result<(), StreamError>>) {
         let (tx, rx) = sync_channel::<Vec<(u64, Held)>>(BATCHES_IN_FLIGHT);
         let reader = scope.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH_MESSAGES);
-            let read = read_view(&path, index, |seq, held| {
+            let mut push = |seq, held| {
                 batch.push((seq, held));
                 if batch.len() == BATCH_MESSAGES {
                     // The merge stopped (it failed): stop reading too.
@@ -165,7 +230,11 @@ impl ViewStream {
                         .map_err(|_| "the merge stopped".to_string())?;
                 }
                 Ok(())
-            });
+            };
+            let read = match source {
+                Source::File(path) => read_view(path, index, &mut push).map_err(StreamError::from),
+                Source::Resolved { path, strangers } => read_resolved(path, strangers, &mut push),
+            };
             if read.is_ok() && !batch.is_empty() {
                 let _ = tx.send(batch);
             }
