@@ -237,6 +237,24 @@ pub enum DecodeError {
 }
 
 /// Buffered reading with look-ahead, so a record is decoded from memory.
+/// The varint at the front of 8 little-endian bytes, and its length, when
+/// it ends within them: the 7-bit groups are gathered with three
+/// shift-and-mask steps instead of a loop.
+#[inline]
+fn varint_in_word(w: u64) -> Option<(u64, usize)> {
+    let ends = !w & 0x8080_8080_8080_8080;
+    if ends == 0 {
+        return None;
+    }
+    let len = (ends.trailing_zeros() as usize + 1) / 8;
+    let mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+    let mut x = w & mask & 0x7f7f_7f7f_7f7f_7f7f;
+    x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+    x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+    x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+    Some((x, len))
+}
+
 struct Bytes<R: Read> {
     src: R,
     buf: Vec<u8>,
@@ -289,32 +307,22 @@ impl<R: Read> Bytes<R> {
         Ok(b)
     }
 
-    #[inline]
+    // Always inlined: a record is several varints and the call itself cost
+    // as much as the decoding (perf on a 100M check).
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        // Fast path: most numbers here are one or two bytes.
-        if self.end - self.pos >= 2 {
+        // Fast paths: one byte; else up to 8 read as one word (56 bits:
+        // every counter, sequence and time delta of a real run).
+        if self.end - self.pos >= 8 {
             let b0 = self.buf[self.pos];
             if b0 < 0x80 {
                 self.pos += 1;
                 return Ok(u64::from(b0));
             }
-            let b1 = self.buf[self.pos + 1];
-            if b1 < 0x80 {
-                self.pos += 2;
-                return Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7);
-            }
-        }
-        // Up to 9 bytes (63 bits) with no end check per byte: counters and
-        // times past 2^14 take 3 to 5.
-        if self.end - self.pos >= 10 {
-            let mut v = 0u64;
-            for i in 0..9 {
-                let b = self.buf[self.pos + i];
-                v |= u64::from(b & 0x7f) << (7 * i);
-                if b < 0x80 {
-                    self.pos += i + 1;
-                    return Ok(v);
-                }
+            let word: [u8; 8] = self.buf[self.pos..self.pos + 8].try_into().expect("8 bytes");
+            if let Some((v, len)) = varint_in_word(u64::from_le_bytes(word)) {
+                self.pos += len;
+                return Ok(v);
             }
         }
         let mut v = 0u64;
@@ -623,5 +631,38 @@ mod tests {
         let want: Vec<(u64, String)> =
             vec![(1, "0-0".into()), (2, "text:0-01".into()), (9, "text:banana".into()), (10, "7-123456789".into())];
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn varints_of_every_length_decode_the_same_by_word_and_byte() {
+        let mut values: Vec<u64> = vec![0, 1, 127, 128, 16_383, 16_384, u64::MAX, u64::MAX / 2, 1 << 56, (1 << 56) - 1];
+        for bits in 0..64 {
+            values.push(1u64 << bits);
+            values.push((1u64 << bits).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (63 - bits));
+        }
+        for v in values {
+            let mut bytes = Vec::new();
+            let mut x = v;
+            while x >= 0x80 {
+                bytes.push((x as u8) | 0x80);
+                x >>= 7;
+            }
+            bytes.push(x as u8);
+            let len = bytes.len();
+            if len <= 8 {
+                let mut word = [0xffu8; 8];
+                word[..len].copy_from_slice(&bytes);
+                assert_eq!(varint_in_word(u64::from_le_bytes(word)), Some((v, len)), "{v}");
+            }
+            // Through the decoder, at the end of a buffer and with bytes after it.
+            for tail in [0usize, 3, 9] {
+                let mut input = bytes.clone();
+                input.extend(std::iter::repeat_n(0x85u8, tail));
+                let mut b = Bytes::new(&input[..]);
+                b.fill(RECORD_BYTES_MAX).unwrap();
+                assert_eq!(b.varint().unwrap(), v, "{v} with {tail} bytes after");
+                assert_eq!(b.pos, len);
+            }
+        }
     }
 }
