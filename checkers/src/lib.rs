@@ -23,6 +23,7 @@ pub mod integrity;
 pub mod load;
 pub mod lost;
 pub mod placement;
+pub mod plan;
 pub mod stream;
 pub mod summary;
 pub mod verdict;
