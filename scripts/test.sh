@@ -12,3 +12,13 @@ scripts/install-targets.sh
 scripts/install-browser.sh
 cargo build --workspace --bins
 cargo test --workspace
+# Two tests of the streaming checker that cannot share a process: one counts
+# the process's threads; the other fills a 256 KiB tmpfs, mounted in a
+# private mount namespace (needs root, as the power-loss tests do).
+cargo test -p jetsam-checkers --test stream_edges -- --ignored --exact no_thread_outlives_a_check --test-threads=1
+small_tmp="$(mktemp -d)"
+edges_bin="$(cargo test -p jetsam-checkers --test stream_edges --no-run --message-format=json 2>/dev/null \
+  | sed -n 's/.*"executable":"\([^"]*stream_edges[^"]*\)".*/\1/p' | tail -n 1)"
+unshare -m sh -c "mount -t tmpfs -o size=256k tmpfs '$small_tmp' && JETSAM_SMALL_TMP='$small_tmp' \
+  '$edges_bin' --ignored --exact a_full_temporary_folder_is_a_spill_error"
+rmdir "$small_tmp"

@@ -301,10 +301,13 @@ impl Consensus {
         if acks.is_empty() {
             return Consensus::default();
         }
-        let span = hi - lo + 1;
-        if span > 2 * acks.len() as u64 + Self::SLACK || span > u64::from(u32::MAX) {
+        // A range reaching u64::MAX has no end to name (`end` would wrap):
+        // no consensus then, as for a spread-out range (a review found the
+        // wrap: the span overflowed, then entries were compared twice).
+        if hi == u64::MAX || hi - lo >= 2 * acks.len() as u64 + Self::SLACK || hi - lo >= u64::from(u32::MAX) {
             return Consensus::default();
         }
+        let span = hi - lo + 1;
         let mut slots = vec![Self::EMPTY; span as usize];
         for a in acks.iter() {
             let slot = &mut slots[(a.seq - lo) as usize];

@@ -217,14 +217,17 @@ fn run_merge(
         let (mut streams, readers): (Vec<ViewStream>, Vec<_>) =
             sources.iter().map(|source| ViewStream::spawn(s, source, inp.index)).unzip();
         let merged = super::merge::merge(&plan, &mut spilled.by_seq, &mut streams);
-        let taken: Vec<u64> = streams.iter().map(|s| s.taken).collect();
+        let read: Vec<(u64, u64)> = streams.iter().map(|s| (s.taken, s.digest)).collect();
         drop(streams); // a reader blocked on a full channel stops
-        for r in readers {
-            r.join().expect("a view reader does not panic")?;
-        }
+        let joined: Vec<Result<(), StreamError>> =
+            readers.into_iter().map(|r| r.join().expect("a view reader does not panic")).collect();
+        // The merge's own error first: the readers only stopped because of it.
         let merged = merged?;
-        for ((v, c), taken) in inp.views.iter().zip(counts).zip(taken) {
-            if taken != c.len {
+        for r in joined {
+            r?;
+        }
+        for ((v, c), (taken, digest)) in inp.views.iter().zip(counts).zip(read) {
+            if taken != c.len || digest != c.digest {
                 return Err(StreamError::Changed(v.path.display().to_string()));
             }
         }

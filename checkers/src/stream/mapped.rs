@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// How often the trimmer looks at the resident size.
@@ -98,7 +98,8 @@ impl Drop for MappedWords {
 pub struct Trimmer {
     regions: Regions,
     next_id: std::sync::atomic::AtomicU64,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread at once (it waits on the other end).
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -107,12 +108,12 @@ impl Trimmer {
     /// at every look).
     pub fn start(budget_bytes: u64) -> Trimmer {
         let regions: Regions = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
-            let (regions, stop) = (Arc::clone(&regions), Arc::clone(&stop));
+            let regions = Arc::clone(&regions);
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(TRIM_INTERVAL_MS));
+                let interval = std::time::Duration::from_millis(TRIM_INTERVAL_MS);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                     if resident_bytes() <= budget_bytes && budget_bytes > 0 {
                         continue;
                     }
@@ -128,7 +129,7 @@ impl Trimmer {
                 }
             })
         };
-        Trimmer { regions, next_id: 0.into(), stop, thread: Some(thread) }
+        Trimmer { regions, next_id: 0.into(), stop: Some(stop), thread: Some(thread) }
     }
 
     /// `words` zero words in a new file at `path` (removed at once: the
@@ -141,7 +142,15 @@ impl Trimmer {
         }
         let bytes = words.checked_mul(8).expect("an array of at most 4 billion ops");
         let file = File::options().read(true).write(true).create_new(true).open(path)?;
-        file.set_len(bytes as u64)?;
+        // Reserved now, not as pages are first written: a sparse file on a
+        // full disk would kill the process with SIGBUS at that write (a
+        // review saw it); this way a full TMPDIR is an error here.
+        // SAFETY: a valid descriptor and a non-negative length.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, bytes as libc::off_t) };
+        if rc != 0 {
+            let _ = std::fs::remove_file(path);
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
         std::fs::remove_file(path)?;
         // SAFETY: a fresh shared mapping of a file of `bytes` bytes that
         // nothing else maps; checked for failure below.
@@ -168,9 +177,9 @@ impl Trimmer {
 
 impl Drop for Trimmer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        // The thread wakes at once when the sender is gone.
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
-            // Ends within one interval.
             t.join().expect("the trimmer thread does not panic");
         }
     }

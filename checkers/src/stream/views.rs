@@ -33,6 +33,17 @@ pub enum Held {
     Stranger(String),
 }
 
+/// Folds one message into a view's digest (order-sensitive): the merge
+/// checks that its second reading of a view saw what the count saw.
+pub fn digest(h: u64, seq: u64, held: &Held) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let x = match held {
+        Held::Op(g) => u64::from(*g),
+        Held::Stranger(s) => s.bytes().fold(u64::MAX, |a, b| (a ^ u64::from(b)).wrapping_mul(K)),
+    };
+    ((h ^ seq).wrapping_mul(K).rotate_left(29) ^ x).wrapping_mul(K)
+}
+
 impl Held {
     pub fn text(&self, index: &OpIndex) -> String {
         match self {
@@ -100,6 +111,8 @@ pub struct ViewCounts {
     pub strangers: BTreeMap<String, Vec<u64>>,
     /// Ops held at two or more sequences.
     pub dup_ops: u64,
+    /// Of every message in order ([`digest`]).
+    pub digest: u64,
 }
 
 impl ViewCounts {
@@ -133,11 +146,12 @@ pub fn count_view(
     mut resolved: Option<VarWriter>,
 ) -> Result<(ViewCounts, Source), StreamError> {
     assert_eq!(held.len(), index.len());
-    let mut c = ViewCounts { held, len: 0, stranger_entries: 0, strangers: BTreeMap::new(), dup_ops: 0 };
+    let mut c = ViewCounts { held, len: 0, stranger_entries: 0, strangers: BTreeMap::new(), dup_ops: 0, digest: 0 };
     let mut spill_error: Option<SpillError> = None;
     let mut last_seq = 0u64;
     let read = read_view(path, index, |seq, held| {
         c.len += 1;
+        c.digest = digest(c.digest, seq, &held);
         let code = match held {
             Held::Op(g) => {
                 // Counted once, on its second sighting ("two or more" stays 2).
@@ -209,6 +223,8 @@ pub struct ViewStream {
     batch: std::vec::IntoIter<(u64, Held)>,
     head: Option<(u64, Held)>,
     pub taken: u64,
+    /// Of the messages taken ([`digest`]).
+    pub digest: u64,
 }
 
 impl ViewStream {
@@ -222,12 +238,16 @@ impl ViewStream {
         let (tx, rx) = sync_channel::<Vec<(u64, Held)>>(BATCHES_IN_FLIGHT);
         let reader = scope.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH_MESSAGES);
+            // Set when the merge stopped first (it failed): the reading then
+            // stops too, and that is no error of this file's.
+            let stopped = std::cell::Cell::new(false);
             let mut push = |seq, held| {
                 batch.push((seq, held));
-                if batch.len() == BATCH_MESSAGES {
-                    // The merge stopped (it failed): stop reading too.
-                    tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MESSAGES)))
-                        .map_err(|_| "the merge stopped".to_string())?;
+                if batch.len() == BATCH_MESSAGES
+                    && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MESSAGES))).is_err()
+                {
+                    stopped.set(true);
+                    return Err("the merge stopped".to_string());
                 }
                 Ok(())
             };
@@ -235,12 +255,15 @@ impl ViewStream {
                 Source::File(path) => read_view(path, index, &mut push).map_err(StreamError::from),
                 Source::Resolved { path, strangers } => read_resolved(path, strangers, &mut push),
             };
+            if stopped.get() {
+                return Ok(());
+            }
             if read.is_ok() && !batch.is_empty() {
                 let _ = tx.send(batch);
             }
             read
         });
-        let mut stream = ViewStream { rx, batch: Vec::new().into_iter(), head: None, taken: 0 };
+        let mut stream = ViewStream { rx, batch: Vec::new().into_iter(), head: None, taken: 0, digest: 0 };
         stream.advance();
         (stream, reader)
     }
@@ -264,6 +287,7 @@ impl ViewStream {
         }
         let (_, held) = self.head.take().expect("peeked");
         self.taken += 1;
+        self.digest = digest(self.digest, seq, &held);
         self.advance();
         Some(held)
     }

@@ -1,9 +1,40 @@
 //! Helpers shared by the checker's integration tests.
 
+#![allow(dead_code)] // each test file uses some of these
+
+use jetsam_checkers::stream::{self, StreamOptions};
+use jetsam_checkers::{Overrides, check, load_run};
 use jetsam_core::compact::{HistoryEncoder, RecoveredEncoder};
 use jetsam_core::history::OpRef;
 use jetsam_core::recovered::RecoveredMsgRef;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// An empty run folder (with `recovered/`) for one test case.
+pub fn scratch(kind: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jetsam-{kind}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("recovered")).unwrap();
+    dir
+}
+
+/// The in-memory engine's report.json text, or its error.
+pub fn in_memory(dir: &Path) -> Result<String, String> {
+    let (input, config) = load_run(dir, &Overrides::default()).map_err(|e| e.to_string())?;
+    Ok(serde_json::to_string_pretty(&check(&input, &config)).unwrap())
+}
+
+/// The streaming engine's report.json text, or its error.
+pub fn streamed_with(dir: &Path, options: &StreamOptions) -> Result<String, String> {
+    let (plan, config) = jetsam_checkers::load::plan_run(dir, &Overrides::default()).map_err(|e| e.to_string())?;
+    let report = stream::check_plan(&plan, &config, options).map_err(|e| e.to_string())?;
+    Ok(serde_json::to_string_pretty(&report).unwrap())
+}
+
+/// [`streamed_with`] sorting in runs of `run_acks`, and (odd `run_acks`)
+/// dropping the mapped pages at every look.
+pub fn streamed(dir: &Path, run_acks: usize) -> Result<String, String> {
+    streamed_with(dir, &StreamOptions { run_acks, rss_budget_bytes: run_acks as u64 % 2, ..StreamOptions::default() })
+}
 
 /// Copies a run folder, writing its history and views in compact form.
 pub fn convert(from: &Path, to: &Path) {
