@@ -17,10 +17,12 @@ pub enum Engine {
     /// [`Engine::Memory`].
     Auto,
     /// The whole history and every view in compact structures (~15 bytes
-    /// per acknowledged write with three views); the faster below ~10M writes.
+    /// per acknowledged write with three views); the faster engine (1.1-1.8
+    /// times) where the memory is there.
     Memory,
-    /// About 1 byte per write (2 bits per op, 2 more per view), the rest
-    /// spilled to a temporary folder under TMPDIR (~12 bytes per write).
+    /// Flat memory: 2 bits per op and 2 more per view in mapped temporary
+    /// files, trimmed above a resident budget; the rest spilled to a
+    /// temporary folder under TMPDIR (14-26 bytes per write).
     Stream,
 }
 

@@ -32,7 +32,8 @@ pub struct CheckArgs {
     pub nodes: Option<Vec<String>>,
     /// How to hold the run while checking: `memory` (the whole history and
     /// every view in compact structures, ~15 bytes per write), `stream`
-    /// (about one byte per write, the rest spilled to TMPDIR), or `auto`
+    /// (flat memory, ~130 MiB at any size; 14-26 bytes per write spilled to
+    /// TMPDIR), or `auto`
     /// (stream when the history holds more than about 2 million writes).
     /// Both engines give the same report.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]

@@ -1,6 +1,7 @@
-//! The streaming checker: the same decisions as [`crate::check`], in memory
-//! that grows by about one byte per write (see docs/formats.md "Checker
-//! speed and memory") instead of holding the history and the views.
+//! The streaming checker: the same decisions as [`crate::check`] in flat
+//! memory (see docs/formats.md "Checker speed and memory") instead of
+//! holding the history and the views: ~9 bits per write with three views
+//! in mapped temporary files, trimmed from memory above a budget.
 //!
 //! Passes, each reading files front to back:
 //! 1. the history ([`index`]): validated, indexed (2 bits per op), and
