@@ -98,6 +98,8 @@ impl Drop for MappedWords {
 pub struct Trimmer {
     regions: Regions,
     next_id: std::sync::atomic::AtomicU64,
+    /// Trims done so far (each drops every region's pages).
+    trims: Arc<std::sync::atomic::AtomicU64>,
     /// Dropped to stop the thread at once (it waits on the other end).
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -108,9 +110,11 @@ impl Trimmer {
     /// at every look).
     pub fn start(budget_bytes: u64) -> Trimmer {
         let regions: Regions = Arc::default();
+        let trims = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
             let regions = Arc::clone(&regions);
+            let trims = Arc::clone(&trims);
             std::thread::spawn(move || {
                 let interval = std::time::Duration::from_millis(TRIM_INTERVAL_MS);
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
@@ -126,10 +130,16 @@ impl Trimmer {
                         let rc = unsafe { libc::madvise(*addr as *mut libc::c_void, *bytes, libc::MADV_DONTNEED) };
                         assert_eq!(rc, 0, "madvise of a mapped region");
                     }
+                    trims.fetch_add(1, Ordering::Release);
                 }
             })
         };
-        Trimmer { regions, next_id: 0.into(), stop: Some(stop), thread: Some(thread) }
+        Trimmer { regions, next_id: 0.into(), trims, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// How many times the pages were dropped so far.
+    pub fn trims(&self) -> u64 {
+        self.trims.load(Ordering::Acquire)
     }
 
     /// `words` zero words in a new file at `path` (removed at once: the
@@ -201,17 +211,24 @@ mod tests {
     #[test]
     fn trimmed_pages_keep_their_content() {
         let dir = tempfile::tempdir().unwrap();
+        // Budget 0: every look trims.
         let trimmer = Trimmer::start(0);
         let mut a = trimmer.map(&dir.path().join("a"), 1 << 20).unwrap();
         assert!(a.iter().all(|w| *w == 0));
         for (i, w) in a.iter_mut().enumerate() {
             *w = i as u64 * 31;
         }
-        // Several trims happen meanwhile (budget 0: at every look), and
-        // they do drop the pages: the mapping's own resident size (smaps,
-        // unlike the process's, is not moved by other tests) falls to ~0.
-        assert!(region_rss_kb(a.as_ptr() as usize) >= 4 << 10, "all 8 MiB were just written");
-        std::thread::sleep(std::time::Duration::from_millis(TRIM_INTERVAL_MS * 4));
+        // Two trims more: at least one began after the last write. Nothing
+        // touches the region since, so its own resident size (smaps, which
+        // other tests do not move, unlike the process's) is ~0. (The old
+        // test looked for the 8 MiB resident right after writing them: on
+        // a slow debug build a trim came first.)
+        let before = trimmer.trims();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while trimmer.trims() < before + 2 {
+            assert!(std::time::Instant::now() < deadline, "the trimmer looks every {TRIM_INTERVAL_MS} ms");
+            std::thread::sleep(std::time::Duration::from_millis(TRIM_INTERVAL_MS / 5));
+        }
         assert!(region_rss_kb(a.as_ptr() as usize) < 1 << 10);
         assert!(a.iter().enumerate().all(|(i, w)| *w == i as u64 * 31));
         assert!(!dir.path().join("a").exists(), "the file is unlinked at once");
@@ -219,5 +236,20 @@ mod tests {
         assert!(empty.is_empty());
         drop(a);
         drop(trimmer);
+    }
+
+    /// The measure above can see pages: under a budget never reached,
+    /// written pages stay resident and nothing is trimmed.
+    #[test]
+    fn under_the_budget_pages_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let trimmer = Trimmer::start(u64::MAX);
+        let mut a = trimmer.map(&dir.path().join("a"), 1 << 20).unwrap();
+        for (i, w) in a.iter_mut().enumerate() {
+            *w = i as u64;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(TRIM_INTERVAL_MS * 3));
+        assert!(region_rss_kb(a.as_ptr() as usize) >= 8 << 10, "all 8 MiB were written");
+        assert_eq!(trimmer.trims(), 0);
     }
 }
