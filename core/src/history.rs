@@ -203,6 +203,13 @@ impl HistoryValidator {
         self.check_parts(op.t_ns, op.client, op.kind, id, fields)
     }
 
+    /// [`HistoryValidator::check_ref`] for a record of a compact history
+    /// (`history.bin`). Same rules and messages.
+    pub fn check_compact(&mut self, op: &crate::compact::CompactOp) -> Result<OpId, String> {
+        let fields = OpFields { seq: op.seq, has_node: op.has_node, has_error: op.has_error };
+        self.check_parts(op.t_ns, op.id.client, op.kind, op.id, fields)
+    }
+
     /// [`HistoryValidator::check_ref`] for a line whose id is already parsed
     /// (the compact history, `crate::compact`). Same rules, same messages.
     pub fn check_parts(

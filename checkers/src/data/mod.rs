@@ -22,8 +22,7 @@
 //! What this module does not do: read files (see [`crate::load`]) or decide
 //! anything (see the check modules).
 
-use jetsam_core::compact::CompactOp;
-use jetsam_core::history::OpFields;
+use jetsam_core::compact::{CompactOp, put_varint, unzigzag, zigzag};
 use jetsam_core::history::{HistoryValidator, OpId, OpRef, OpType};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -180,22 +179,6 @@ pub struct Acks {
     /// Lowest and highest sequence acknowledged.
     seq_min: u64,
     seq_max: u64,
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 impl Acks {
@@ -435,8 +418,7 @@ impl HistoryBuilder {
     /// Adds one record of a compact history (`history.bin`); same rules and
     /// messages as [`HistoryBuilder::push`].
     pub fn push_compact(&mut self, op: &CompactOp) -> Result<(), String> {
-        let fields = OpFields { seq: op.seq, has_node: op.has_node, has_error: op.has_error };
-        let id = self.validator.check_parts(op.t_ns, op.id.client, op.kind, op.id, fields)?;
+        let id = self.validator.check_compact(op)?;
         self.record(op.kind, id, op.seq, op.t_ns)
     }
 

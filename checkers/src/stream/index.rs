@@ -18,7 +18,7 @@ use super::bits::Bits2;
 use super::spill::{AckSorter, SeqAck, SortedAcks, SpillError, VarReader, VarWriter};
 use crate::data::Outcome;
 use jetsam_core::compact::CompactOp;
-use jetsam_core::history::{HistoryValidator, OpFields, OpId, OpRef, OpType};
+use jetsam_core::history::{HistoryValidator, OpId, OpRef, OpType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -221,8 +221,7 @@ impl Indexer {
 
     /// Adds one compact record; same rules and messages as [`Indexer::push`].
     pub fn push_compact(&mut self, op: &CompactOp) -> Result<(), String> {
-        let fields = OpFields { seq: op.seq, has_node: op.has_node, has_error: op.has_error };
-        let id = self.validator.check_parts(op.t_ns, op.id.client, op.kind, op.id, fields)?;
+        let id = self.validator.check_compact(op)?;
         self.record(op.kind, id, op.seq, op.t_ns)
     }
 

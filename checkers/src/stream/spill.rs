@@ -41,21 +41,7 @@ pub struct SpillError {
     pub source: std::io::Error,
 }
 
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-pub fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
+pub use jetsam_core::compact::{put_varint, unzigzag, zigzag};
 
 /// A file written front to back, a record of varints at a time.
 pub struct VarWriter {
