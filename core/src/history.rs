@@ -210,8 +210,9 @@ impl HistoryValidator {
         self.check_parts(op.t_ns, op.id.client, op.kind, op.id, fields)
     }
 
-    /// [`HistoryValidator::check_ref`] for a line whose id is already parsed
-    /// (the compact history, `crate::compact`). Same rules, same messages.
+    /// The rules shared by [`HistoryValidator::check_ref`] and
+    /// [`HistoryValidator::check_compact`], for an op whose id is already
+    /// parsed. Same messages.
     pub fn check_parts(
         &mut self,
         t_ns: u64,

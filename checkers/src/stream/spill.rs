@@ -41,7 +41,7 @@ pub struct SpillError {
     pub source: std::io::Error,
 }
 
-pub use jetsam_core::compact::{put_varint, unzigzag, zigzag};
+use jetsam_core::compact::{put_varint, unzigzag, zigzag};
 
 /// A file written front to back, a record of varints at a time.
 pub struct VarWriter {
